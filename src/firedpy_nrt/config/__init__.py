@@ -1,0 +1,98 @@
+"""Structured configs: one dataclass module per area, checked once at start-up.
+
+``validate(cfg, Schema)`` merges the composed Hydra config onto the dataclass schema, so an
+unknown key or a value of the wrong type fails with the key's full name; then it builds the
+dataclasses and calls each one's ``check()`` for range rules, and checks every ``_target_``
+node's keys against the target's signature. Every failure is one :class:`ConfigError` line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from firedpy_nrt.errors import ConfigError
+
+
+class Invalid(ValueError):
+    """Raised by a schema's ``check()``: ``key`` is relative to that schema."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def require(condition: bool, key: str, message: str) -> None:
+    """Raise :class:`Invalid` for ``key`` unless ``condition`` holds."""
+    if not condition:
+        raise Invalid(key, message)
+
+
+def _join(prefix: str, key: Any) -> str:
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def _check_target(node: dict, prefix: str) -> None:
+    target = node["_target_"]
+    module_name, _, attr = str(target).rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(
+            f"config key '{_join(prefix, '_target_')}': cannot import {target!r}"
+        ) from exc
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for key in node:
+        if str(key).startswith("_") and str(key).endswith("_"):
+            continue
+        if key not in params:
+            raise ConfigError(
+                f"config key '{_join(prefix, key)}': not a parameter of {target} "
+                f"(expected one of: {', '.join(p for p in params if p != 'self')})"
+            )
+
+
+def _walk(obj: Any, prefix: str) -> None:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        check = getattr(obj, "check", None)
+        if callable(check):
+            try:
+                check()
+            except Invalid as exc:
+                raise ConfigError(f"config key '{_join(prefix, exc.key)}': {exc.message}") from None
+        for f in dataclasses.fields(obj):
+            _walk(getattr(obj, f.name), _join(prefix, f.name))
+    elif isinstance(obj, dict):
+        if "_target_" in obj:
+            _check_target(obj, prefix)
+        for key, value in obj.items():
+            _walk(value, _join(prefix, key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            _walk(value, f"{prefix}[{i}]")
+
+
+def validate(cfg: DictConfig, schema: type) -> Any:
+    """Check ``cfg`` against the dataclass ``schema``; return the built dataclass tree."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        built = OmegaConf.to_object(merged)
+    except MissingMandatoryValue as exc:
+        raise ConfigError(f"config key '{exc.full_key}': a value is required") from None
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        msg = str(getattr(exc, "msg", None) or exc).splitlines()[0]
+        raise ConfigError(f"config key '{key}': {msg}") from None
+    _walk(built, "")
+    return built

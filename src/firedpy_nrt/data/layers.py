@@ -1,0 +1,133 @@
+"""The layer file-name contract: patterns, parsing and building names.
+
+Users already hold thousands of rasters named by the SAR and optical tools; these patterns read
+them as they are. Each pattern is a regular expression with named groups; config can replace it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+_TIF = r"\.(?i:tif)"
+_DATE = r"\d{8}"
+_STAMP = r"\d{8}T\d{6}"
+
+#: Sensors of the dNBR layer: Sentinel-2 A/B/C and Landsat 8/9.
+SENSORS = ("S2A", "S2B", "S2C", "LC08", "LC09")
+
+DEFAULT_PATTERNS: dict[str, str] = {
+    "lum_change": rf"^(?P<fire>\d+)_(?P<d1>{_DATE})_(?P<d2>{_DATE})_DeltaLumin_(?P<res>[^_]+){_TIF}$",
+    "coh_change": rf"^(?P<fire>\d+)_(?P<d0>{_DATE})_(?P<d1>{_DATE})_(?P<d2>{_DATE})_cohChange{_TIF}$",
+    "binary_product": rf"^(?P<fire>\d+)_FIREDpy_sar_combined_(?P<d1>{_DATE})_(?P<d2>{_DATE}){_TIF}$",
+    "dnbr": (
+        r"^(?P<sensor>S2[ABC]|LC0[89])_(?P<level>[A-Za-z0-9]+)_(?P<tile>[A-Za-z0-9]+)_"
+        rf"(?P<fire>\d+)_(?P<t1>{_STAMP})_(?P<t2>{_STAMP})_(?P<res>[^_]+)_DNBR{_TIF}$"
+    ),
+}
+
+
+def parse_date(text: str) -> date:
+    """``YYYYMMDD`` or ``YYYYMMDDTHHMMSS`` to a date; ValueError when it is no real date."""
+    if "T" in text:
+        return datetime.strptime(text, "%Y%m%dT%H%M%S").date()
+    return datetime.strptime(text, "%Y%m%d").date()
+
+
+@dataclass(frozen=True)
+class LayerName:
+    """What a layer's file name says: fire id, dates and, for dNBR, sensor, level, tile, resolution."""
+
+    kind: str
+    path: Path
+    fire: str
+    dates: tuple[date, ...]
+    sensor: str | None = None
+    level: str | None = None
+    tile: str | None = None
+    res: str | None = None
+
+
+def compile_patterns(patterns: dict[str, str] | None = None) -> dict[str, re.Pattern[str]]:
+    """Compile the contract's patterns, with any given ones replacing the defaults."""
+    merged = dict(DEFAULT_PATTERNS)
+    if patterns:
+        merged.update({k: v for k, v in patterns.items() if v})
+    return {kind: re.compile(p) for kind, p in merged.items()}
+
+
+_DATE_GROUPS = {
+    "lum_change": ("d1", "d2"),
+    "coh_change": ("d0", "d1", "d2"),
+    "binary_product": ("d1", "d2"),
+    "dnbr": ("t1", "t2"),
+}
+
+
+def parse_layer(
+    path: str | Path, kind: str, patterns: dict[str, re.Pattern[str]] | None = None
+) -> LayerName | None:
+    """Parse ``path``'s name as a layer of ``kind``; None when it fits no pattern or no real date."""
+    path = Path(path)
+    pats = patterns or _COMPILED
+    m = pats[kind].match(path.name)
+    if m is None:
+        return None
+    groups = m.groupdict()
+    try:
+        dates = tuple(parse_date(groups[g]) for g in _DATE_GROUPS[kind])
+    except (KeyError, ValueError):
+        return None
+    return LayerName(
+        kind=kind,
+        path=path,
+        fire=str(int(groups["fire"])) if groups["fire"].isdigit() else groups["fire"],
+        dates=dates,
+        sensor=groups.get("sensor"),
+        level=groups.get("level"),
+        tile=groups.get("tile"),
+        res=groups.get("res"),
+    )
+
+
+def dnbr_name(
+    sensor: str,
+    level: str,
+    tile: str,
+    fire: str | int,
+    t1: datetime,
+    t2: datetime,
+    res: str,
+    suffix: str = "DNBR",
+) -> str:
+    """The contract's dNBR (``suffix='DNBR'``) or burn-mask (``'DNBR_MASK'``) file name."""
+    return (
+        f"{sensor}_{level}_{tile}_{fire}_{t1:%Y%m%dT%H%M%S}_{t2:%Y%m%dT%H%M%S}_{res}_{suffix}.TIF"
+    )
+
+
+def rgb_name(sensor: str, level: str, tile: str, fire: str | int, t: datetime, res: str) -> str:
+    """The contract's RGB file name for one scene."""
+    return f"{sensor}_{level}_{tile}_{fire}_{t:%Y%m%dT%H%M%S}_{res}_RGB.TIF"
+
+
+def lum_change_name(fire: str | int, d1: date, d2: date, res: str) -> str:
+    return f"{fire}_{d1:%Y%m%d}_{d2:%Y%m%d}_DeltaLumin_{res}.tif"
+
+
+def coh_change_name(fire: str | int, d0: date, d1: date, d2: date) -> str:
+    return f"{fire}_{d0:%Y%m%d}_{d1:%Y%m%d}_{d2:%Y%m%d}_cohChange.tif"
+
+
+def binary_product_name(fire: str | int, d1: date, d2: date) -> str:
+    return f"{fire}_FIREDpy_sar_combined_{d1:%Y%m%d}_{d2:%Y%m%d}.tif"
+
+
+def resolution_label(metres: float) -> str:
+    """An honest resolution label for a pixel size in metres, e.g. 20.0 -> ``20m``."""
+    return f"{round(metres):d}m"
+
+
+_COMPILED = compile_patterns()

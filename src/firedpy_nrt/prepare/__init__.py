@@ -1,0 +1,1 @@
+"""Dataset preparation: fire events, scene download, dNBR, synthetic data and matching."""
