@@ -133,7 +133,7 @@ class RunReport(Callback):
     def curves_png(self) -> Path:
         return self.run_dir / "curves.png"
 
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         # A resumed run keeps the epochs it had finished; a fresh run starts empty.
