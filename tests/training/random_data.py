@@ -36,8 +36,11 @@ class RandomChips(Dataset):
 
 
 class RandomDataModule(LightningDataModule):
-    def __init__(self, n: int = 8, size: int = 32, batch_size: int = 2, seed: int = 0) -> None:
+    def __init__(
+        self, n: int = 8, size: int = 32, batch_size: int = 2, seed: int = 0, shuffle: bool = True
+    ) -> None:
         super().__init__()
+        self.shuffle = shuffle
         self.n, self.size, self.batch_size, self.seed = n, size, batch_size, seed
         self.stats = None
         self.splits = None
@@ -53,7 +56,7 @@ class RandomDataModule(LightningDataModule):
         self.splits = {"train": ["1"], "val": ["2"], "test": ["3"]}
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=self.shuffle)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size)

@@ -11,7 +11,10 @@ and normalises on the device. Hyperparameters are plain values, so
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
+
+import numpy as np
 
 import torch
 from hydra.utils import instantiate
@@ -69,6 +72,17 @@ def segmentation_metrics(prefix: str, threshold: float = 0.5) -> MetricCollectio
         prefix=prefix,
         compute_groups=False,
     )
+
+
+def _numpy_state() -> list:
+    # Tensors and plain values only, so checkpoints still load with torch's weights_only=True
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
+
+
+def _python_state() -> list:
+    version, internal, gauss_next = random.getstate()
+    return [version, list(internal), gauss_next]
 
 
 class SegmentationModule(LightningModule):
@@ -231,6 +245,28 @@ class SegmentationModule(LightningModule):
         splits = getattr(datamodule, "splits", None)
         if splits is not None:
             checkpoint["firedpy_splits"] = splits
+        # Lightning does not keep random states; with them a resumed run draws the same
+        # shuffles, dropout masks and augmentations as one that was never stopped.
+        checkpoint["firedpy_rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": _numpy_state(),
+            "python": _python_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("firedpy_rng")
+        trainer = self._trainer
+        # Only when resuming a fit on one process: other ranks had other states.
+        if not rng or trainer is None or not trainer.training or trainer.world_size > 1:
+            return
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        kind, keys, pos, has_gauss, gauss = rng["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, internal, gauss_next = rng["python"]
+        random.setstate((version, tuple(internal), gauss_next))
 
 
 __all__ = ["BatchAugmentation", "SegmentationModule", "segmentation_metrics"]
