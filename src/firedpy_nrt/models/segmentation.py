@@ -15,7 +15,6 @@ import random
 from typing import Any
 
 import numpy as np
-
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import LightningModule
