@@ -10,8 +10,9 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch.utils.data import DistributedSampler
 
-from firedpy_nrt.config.data import DataConfig, SplitConfig
+from firedpy_nrt.config.data import AugmentConfig, DataConfig, SplitConfig
 from firedpy_nrt.data.datamodule import FireDataModule, split_fires
+from firedpy_nrt.data.transforms import BatchAugment
 from firedpy_nrt.errors import ConfigError, DataError
 
 
@@ -188,8 +189,16 @@ def test_config_yaml_and_from_config(tmp_path):
         bad = compose(overrides=["+data=synthetic", "+paths.data_dir=d", "data.stride=0"])
     with pytest.raises(ConfigError, match=r"data\.stride"):
         validate(bad, _Wrapper)
-    dm = FireDataModule.from_config(DataConfig(match_csv="x.csv", chip_size=32, stride=16))
-    assert dm.cfg.chip_size == 32 and dm.augment.rot90
+    dm = FireDataModule.from_config(
+        DataConfig(match_csv="x.csv", chip_size=32, stride=16, augment=AugmentConfig(vflip=False))
+    )
+    assert dm.cfg.chip_size == 32
+    assert isinstance(dm.augmentation, BatchAugment)
+    assert (dm.augmentation.hflip, dm.augmentation.vflip, dm.augmentation.rot90) == (
+        True,
+        False,
+        True,
+    )
 
 
 @dataclass

@@ -185,7 +185,7 @@ class FireDataModule(LightningDataModule):
         )
         self.channels: tuple[str, ...] = CHANNELS
         self.num_layers = len(CHANNELS)
-        self.augment = BatchAugment.from_config(cfg.augment)
+        self.augmentation = BatchAugment.from_config(cfg.augment)
         self.cache: ChipCache | None = None
         self.splits: dict[str, list[str]] = {}
         self.stats: dict[str, list[float]] | None = None
