@@ -159,3 +159,20 @@ def test_crs_less_raster(fire, tmp_path, geo):
     with pytest.raises(DataError) as exc:
         AlignedRow(fire.row, context="ctx")
     _expect_one_line(exc, str(p), "no CRS")
+
+
+@pytest.mark.parametrize("nodata", [None, 255])
+def test_outside_a_smaller_label_raster_is_ignore_not_unburned(geo, tmp_path, nodata):
+    f = geo.make_fire(tmp_path / "l", "8", size=40)
+    # label covering only the left half of the grid, integer, with or without nodata
+    lab = np.zeros((40, 20), np.uint8)
+    lab[10:20, 5:15] = 1
+    p = geo.write_tif(
+        tmp_path / "half.tif", lab, geo.REF_CRS, from_origin(400_000, 4_000_000, 100, 100), nodata
+    )
+    f.row["binary_product"] = str(p)
+    with open_row(f.row) as r:
+        _, label = r.read()
+    assert (label[:, 20:] == IGNORE).all()
+    assert (label[10:20, 5:15] == 1).all()
+    assert (label[20:, :20] == 0).all()
