@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from firedpy_nrt.config import require
+from firedpy_nrt.config import Invalid, require
 from firedpy_nrt.config.paths import PathsConfig
-from firedpy_nrt.data.layers import DEFAULT_PATTERNS
+from firedpy_nrt.data.layers import DEFAULT_PATTERNS, compile_patterns
 
 STAGE_NAMES = ("synthetic", "download", "dnbr", "match")
 
@@ -20,6 +20,13 @@ class PatternsConfig:
     coh_change: str = DEFAULT_PATTERNS["coh_change"]
     binary_product: str = DEFAULT_PATTERNS["binary_product"]
     dnbr: str = DEFAULT_PATTERNS["dnbr"]
+
+    def check(self) -> None:
+        for kind in DEFAULT_PATTERNS:
+            try:
+                compile_patterns({kind: getattr(self, kind)})
+            except ValueError as exc:
+                raise Invalid(kind, str(exc).partition(": ")[2]) from None
 
 
 @dataclass

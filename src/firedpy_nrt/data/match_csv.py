@@ -9,6 +9,7 @@ temporary file and a rename so a crash never leaves half a CSV behind.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import re
@@ -222,10 +223,8 @@ def _sort_key(fire: str) -> tuple[int, int, str]:
     return (0, int(fire), fire) if fire.isdigit() else (1, 0, fire)
 
 
-def atomic_write_rows(
-    path: Path, columns: Iterable[str], rows: Iterable[Iterable[str]], overwrite: bool = True
-) -> Path:
-    """Write a CSV to ``path.tmp`` and rename it into place; refuse to replace unless ``overwrite``."""
+def atomic_write_text(path: Path, text: str, overwrite: bool = True) -> Path:
+    """Write ``text`` to ``path.tmp`` and rename it into place; refuse to replace unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise DataError(
@@ -234,10 +233,7 @@ def atomic_write_rows(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(list(columns))
-            writer.writerows(rows)
+        tmp.write_text(text, encoding="utf-8", newline="")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -245,18 +241,27 @@ def atomic_write_rows(
     return path
 
 
-def write_match_csv(
-    rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str | Path, overwrite: bool = False
-) -> Path:
-    """Write matched rows as the contract's CSV at ``path``; return the path.
+def csv_text(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    """CSV text of a header and rows (``\\n`` line ends), with None written as an empty cell."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(list(columns))
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    return buf.getvalue()
 
-    ``rows`` holds the contract's columns (paths absolute or relative to the working directory,
-    dates as ``date`` or ISO text, None/NaN for none). Paths are written relative to the CSV's
-    folder, dates as ``YYYY-MM-DD``, none as an empty cell; rows sorted by fire_id (numerically),
-    lum_date_post, lum_change. An existing file is kept unless ``overwrite``.
-    """
+
+def relative_path(path_text: str | os.PathLike[str] | None, base: Path) -> str:
+    """``path_text`` relative to folder ``base`` as posix text; empty for none."""
+    return _relative(path_text, base)
+
+
+def match_csv_text(rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str | Path) -> str:
+    """The text :func:`write_match_csv` writes for ``rows`` at ``path`` (paths relative to it)."""
     path = Path(path)
-    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else [dict(r) for r in rows]
+    records = (
+        rows.to_dict("records") if isinstance(rows, pd.DataFrame) else [dict(r) for r in rows]
+    )
     base = path.absolute().parent
     out: list[tuple[tuple, list[str]]] = []
     for rec in records:
@@ -276,4 +281,17 @@ def write_match_csv(
         ]
         out.append(((_sort_key(fire), cells[6], cells[1]), cells))
     out.sort(key=lambda kc: kc[0])
-    return atomic_write_rows(path, COLUMNS, (cells for _, cells in out), overwrite=overwrite)
+    return csv_text(COLUMNS, (cells for _, cells in out))
+
+
+def write_match_csv(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str | Path, overwrite: bool = False
+) -> Path:
+    """Write matched rows as the contract's CSV at ``path``; return the path.
+
+    ``rows`` holds the contract's columns (paths absolute or relative to the working directory,
+    dates as ``date`` or ISO text, None/NaN for none). Paths are written relative to the CSV's
+    folder, dates as ``YYYY-MM-DD``, none as an empty cell; rows sorted by fire_id (numerically),
+    lum_date_post, lum_change. An existing file is kept unless ``overwrite``.
+    """
+    return atomic_write_text(Path(path), match_csv_text(rows, path), overwrite=overwrite)
