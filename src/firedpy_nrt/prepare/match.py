@@ -215,10 +215,9 @@ def _objects(frame: pd.DataFrame, keep_float: tuple[str, ...] = ()) -> pd.DataFr
     """Object columns with None for none (pandas would infer string columns holding NaN)."""
     for col in frame.columns:
         if col not in keep_float:
-            values = frame[col].to_numpy(dtype=object)
-            frame[col] = pd.Series(
-                [None if v is None or v != v else v for v in values], index=frame.index, dtype=object
-            )
+            values = frame[col].to_numpy(dtype=object, copy=True)
+            values[pd.isna(values)] = None
+            frame[col] = pd.Series(values, index=frame.index, dtype=object)
     return frame
 
 
