@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from firedpy_nrt.config import require
+from firedpy_nrt.config.download import DownloadConfig
 from firedpy_nrt.config.paths import PathsConfig
 from firedpy_nrt.data.layers import DEFAULT_PATTERNS
 
@@ -49,7 +50,7 @@ class PrepareConfig:
     overwrite: bool = False
     match: MatchConfig = field(default_factory=MatchConfig)
     synthetic: Any = field(default_factory=dict)
-    download: Any = field(default_factory=dict)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
     dnbr: Any = field(default_factory=dict)
 
     def check(self) -> None:
