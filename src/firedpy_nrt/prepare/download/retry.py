@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 
 from firedpy_nrt.errors import DownloadError
 from firedpy_nrt.prepare.download.credentials import scrub
@@ -28,6 +29,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
+    # raised by reading the raw stream (ProtocolError, IncompleteRead, ReadTimeoutError)
+    urllib3.exceptions.HTTPError,
 )
 
 

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -183,6 +184,15 @@ def _open(
     raise _TryAgain(f"more than {MAX_REDIRECTS} redirects from {_host(url)}")
 
 
+def _stream(response: requests.Response, size: int) -> Iterator[bytes]:
+    """The body as it arrives: ``read1`` hands over what came before a drop, where
+    ``iter_content`` would lose the last partial chunk."""
+    raw = response.raw
+    read = getattr(raw, "read1", None) or raw.read
+    while block := read(size, decode_content=False):
+        yield block
+
+
 def _host(url: str) -> str:
     parsed = urlparse(url)
     return f"{parsed.scheme}://{parsed.hostname}{f':{parsed.port}' if parsed.port else ''}"
@@ -239,7 +249,7 @@ def _fetch_once(
             ) as bar,
         ):
             try:
-                for chunk in response.iter_content(settings.chunk_bytes):
+                for chunk in _stream(response, settings.chunk_bytes):
                     handle.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
