@@ -110,7 +110,7 @@ class FakeProduct:
                     "Name": "cloudCover",
                     "Value": self.cloud,
                     "ValueType": "Double",
-                }
+                },
             ],
         }
 
@@ -435,7 +435,9 @@ def cdse():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
     server.daemon_threads = True
     state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield state
     server.shutdown()

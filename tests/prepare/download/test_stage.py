@@ -247,9 +247,7 @@ def test_missing_credentials_say_how_to_set_them(cdse, tmp_path, events_file, mo
     monkeypatch.delenv("CDSE_USERNAME", raising=False)
     monkeypatch.delenv("CDSE_PASSWORD", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
-    with pytest.raises(
-        CredentialsError, match="set CDSE_USERNAME and CDSE_PASSWORD"
-    ) as info:
+    with pytest.raises(CredentialsError, match="set CDSE_USERNAME and CDSE_PASSWORD") as info:
         run(cdse, tmp_path, events_file)
     assert "\n" not in str(info.value)
 
