@@ -193,6 +193,12 @@ def _stream(response: requests.Response, size: int) -> Iterator[bytes]:
         yield block
 
 
+def _bare(url: str) -> str:
+    """``url`` without user info or query (a redirect target may carry a signed token)."""
+    parsed = urlparse(url)
+    return f"{_host(url)}{parsed.path}"
+
+
 def _host(url: str) -> str:
     parsed = urlparse(url)
     return f"{parsed.scheme}://{parsed.hostname}{f':{parsed.port}' if parsed.port else ''}"
@@ -221,7 +227,7 @@ def _fetch_once(
             part.unlink(missing_ok=True)
             raise _TryAgain("the server refused to resume (HTTP 416)", counts=False)
         if status not in (200, 206):
-            raise DownloadError(f"{label}: HTTP {status} from {where}")
+            raise DownloadError(f"{label}: HTTP {status} from {_bare(where)}")
         mode = "ab"
         if status == 206:
             match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
