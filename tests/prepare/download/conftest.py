@@ -468,3 +468,130 @@ def cdse_env(monkeypatch, tmp_path):
     monkeypatch.setenv("CDSE_USERNAME", USERNAME)
     monkeypatch.setenv("CDSE_PASSWORD", PASSWORD)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+
+
+class FakeDhus:
+    """A loopback DHuS hub: OpenSearch JSON search, OData product entries and downloads."""
+
+    def __init__(self) -> None:
+        self.products: dict[str, FakeProduct] = {}
+        self.requests: list[Request] = []
+        self.queries: list[str] = []
+        self.port = 0
+
+    def url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}/dhus/{path}"
+
+    def entry(self, product: FakeProduct) -> dict:
+        stamp = product.sensing.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return {
+            "id": product.id,
+            "title": product.name.removesuffix(".SAFE"),
+            "link": [{"href": self.url(f"odata/v1/Products('{product.id}')/$value")}],
+            "date": [{"name": "beginposition", "content": stamp}],
+            "double": {"name": "cloudcoverpercentage", "content": str(product.cloud)},
+            "str": [{"name": "producttype", "content": "S2MSI2A"}],
+        }
+
+    def odata(self, product: FakeProduct) -> dict:
+        millis = int(product.sensing.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+        return {
+            "d": {
+                "Id": product.id,
+                "Name": product.name.removesuffix(".SAFE"),
+                "ContentLength": str(len(product.data)),
+                "Checksum": {"Algorithm": "MD5", "Value": product.md5.upper()},
+                "ContentDate": {"Start": f"/Date({millis})/", "End": f"/Date({millis})/"},
+                "CreationDate": f"/Date({millis})/",
+                "IngestionDate": f"/Date({millis})/",
+                "ContentGeometry": (
+                    '<gml:Polygon xmlns:gml="http://www.opengis.net/gml"><gml:outerBoundaryIs>'
+                    "<gml:LinearRing><gml:coordinates>34.8,-112.2 34.8,-110.9 35.8,-110.9 "
+                    "34.8,-112.2</gml:coordinates></gml:LinearRing></gml:outerBoundaryIs>"
+                    "</gml:Polygon>"
+                ),
+                "Online": True,
+                "Attributes": {"__deferred": {"uri": "Attributes"}},
+                "__metadata": {"media_src": self.url(f"odata/v1/Products('{product.id}')/$value")},
+            }
+        }
+
+
+def _make_dhus_handler(state: FakeDhus) -> type[BaseHTTPRequestHandler]:
+    import base64
+
+    expected = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
+            state.requests.append(
+                Request(
+                    "GET",
+                    self.path,
+                    self.headers.get("Host", ""),
+                    dict(self.headers),
+                    time.time(),
+                    status,
+                )
+            )
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.headers.get("Authorization") != expected:
+                return self._send(
+                    401, b'{"error": {"message": {"value": "Unauthorized"}}}', "application/json"
+                )
+            parsed = urlparse(self.path)
+            if parsed.path == "/dhus/search":
+                query = parse_qs(parsed.query)
+                state.queries.append(query["q"][0])
+                entries = [state.entry(p) for p in state.products.values()]
+                feed = {"feed": {"opensearch:totalResults": str(len(entries)), "entry": entries}}
+                return self._send(200, json.dumps(feed).encode(), "application/json")
+            match = re.fullmatch(r"/dhus/odata/v1/Products\('(.+)'\)(/\$value)?", parsed.path)
+            if not match or match.group(1) not in state.products:
+                return self._send(404, b"{}", "application/json")
+            product = state.products[match.group(1)]
+            if not match.group(2):
+                return self._send(
+                    200, json.dumps(state.odata(product)).encode(), "application/json"
+                )
+            rng = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+            start = int(rng.group(1)) if rng else 0
+            headers = (
+                {"Content-Range": f"bytes {start}-{len(product.data) - 1}/{len(product.data)}"}
+                if rng
+                else {}
+            )
+            self._send(
+                206 if rng else 200, product.data[start:], "application/octet-stream", headers
+            )
+
+    return Handler
+
+
+@pytest.fixture
+def dhus():
+    """A running loopback DHuS hub."""
+    state = FakeDhus()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_dhus_handler(state))
+    server.daemon_threads = True
+    state.port = server.server_address[1]
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()

@@ -95,6 +95,11 @@ class DhusProvider:
         except SentinelAPIError as exc:
             text = " ".join(str(exc).split())[:200]
             raise DownloadError(scrub(f"{what}: {self.cfg.dhus.api_url}: {text}")) from None
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DownloadError(
+                f"{what}: {self.cfg.dhus.api_url} sent an answer sentinelsat cannot read "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise DownloadError(
                 f"{what}: cannot reach {self.cfg.dhus.api_url} ({describe_error(exc)})"
