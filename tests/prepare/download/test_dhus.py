@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from firedpy_nrt.config.download import DownloadConfig
