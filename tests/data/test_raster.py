@@ -176,3 +176,29 @@ def test_outside_a_smaller_label_raster_is_ignore_not_unburned(geo, tmp_path, no
     assert (label[:, 20:] == IGNORE).all()
     assert (label[10:20, 5:15] == 1).all()
     assert (label[20:, :20] == 0).all()
+
+
+def test_dnbr_in_geographic_degrees_is_aligned(fire, geo, tmp_path):
+    from rasterio.warp import transform_bounds
+
+    # the same disk written in EPSG:4326 at about 10 m
+    left, bottom, right, top = transform_bounds(
+        geo.REF_CRS, "EPSG:4326", 399_000, 3_995_000, 405_000, 4_001_000
+    )
+    w, h = 600, 600
+    t = from_origin(left, top, (right - left) / w, (top - bottom) / h)
+    xs, ys = geo.grid_xy(t, h, w)
+    from rasterio.warp import transform as warp_points
+
+    rx, ry = warp_points("EPSG:4326", geo.REF_CRS, xs.ravel(), ys.ravel())
+    d = np.hypot(
+        np.reshape(rx, xs.shape) - fire.centre[0], np.reshape(ry, ys.shape) - fire.centre[1]
+    )
+    dn = np.where(d <= fire.radius, 0.5, 0.0).astype(np.float32)
+    fire.row["dnbr"] = str(geo.write_tif(tmp_path / "deg.tif", dn, "EPSG:4326", t))
+    with open_row(fire.row) as r:
+        image, _ = r.read()
+        gx, gy = geo.grid_xy(r.transform, r.height, r.width)
+    dist = np.hypot(gx - fire.centre[0], gy - fire.centre[1])
+    assert (image[2][dist < fire.radius - 150] > 0.45).all()
+    assert (image[2][dist > fire.radius + 150] < 0.05).all()
