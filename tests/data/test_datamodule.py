@@ -172,6 +172,7 @@ def test_config_yaml_and_from_config(tmp_path):
     from pathlib import Path
 
     from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
 
     from firedpy_nrt.config import validate
 
@@ -185,6 +186,8 @@ def test_config_yaml_and_from_config(tmp_path):
         assert built.data.cache_dir == f"{tmp_path}/cache"
         dm = FireDataModule.from_config(cfg.data)
         assert dm.cfg == built.data
+        made = instantiate(cfg.data)  # what train() does with the group
+        assert isinstance(made, FireDataModule) and made.cfg == built.data
     with initialize_config_dir(str(conf), version_base="1.3"):
         bad = compose(overrides=["+data=synthetic", "+paths.data_dir=d", "data.stride=0"])
     with pytest.raises(ConfigError, match=r"data\.stride"):
