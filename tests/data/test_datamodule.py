@@ -213,3 +213,19 @@ class _Paths:
 class _Wrapper:
     paths: _Paths = field(default_factory=_Paths)
     data: DataConfig = field(default_factory=DataConfig)
+
+
+def test_dataset_pickles_without_its_arrays(fires_csv, tmp_path):
+    import pickle
+
+    csv, _ = fires_csv
+    dm = _dm(csv, tmp_path)
+    dm.prepare_data()
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    _ = ds[0]  # opens the memory maps
+    blob = pickle.dumps(ds)
+    assert len(blob) < 20_000  # the chips themselves (~180 kB here) are not copied to workers
+    again = pickle.loads(blob)
+    assert torch.equal(again[3]["label"], ds[3]["label"])
+    assert torch.equal(again[3]["image"].nan_to_num(), ds[3]["image"].nan_to_num())
