@@ -7,10 +7,12 @@ python train.py trainer=ddp trainer.devices=4                  # DDP (also under
 python train.py -m optimizer.lr=1e-3,1e-4                      # grid; hparams_search=optuna
 """
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from firedpy_nrt.cli import run_entry
+from firedpy_nrt.cli import check_overrides, run_entry
 from firedpy_nrt.config.train import TrainConfig
 from firedpy_nrt.run_dir import register_resolvers
 from firedpy_nrt.training import train
@@ -25,4 +27,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    # a mistyped key or group is one line before Hydra starts a run; conf/ beside this file
+    check_overrides(str(Path(__file__).resolve().parent / "conf"), "train")
     main()

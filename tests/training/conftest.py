@@ -1,11 +1,10 @@
-"""Fixtures for training tests: composed train configs on random batches, run as subprocesses."""
+"""Fixtures for training tests: a tiny synthetic dataset (real UTM GeoTIFFs written by
+``prepare.py source=synthetic``), composed train configs on it, and train.py as a subprocess."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,49 +14,47 @@ from omegaconf import DictConfig, open_dict
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))  # random_data.RandomDataModule for `data=random`
+sys.path.insert(0, str(HERE))
 
-#: overrides that make every test run tiny, on CPU, without a progress bar
-FAST = [
-    f"hydra.searchpath=[file://{HERE / 'conf'}]",
-    "data=random",
-    "model=deeplabv3_mobilenet",
-    "trainer=cpu",
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_model_summary=false",
-    "callbacks.progress_bar=null",
-]
+from runner import FAST, run_script  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``paths.data_dir`` holding ``synthetic/match.csv``: 6 fires of 64 x 64 SAR pixels."""
+    root = tmp_path_factory.mktemp("synthetic")
+    args = [
+        "source=synthetic",
+        f"paths.data_dir={root}",
+        f"paths.log_dir={root / 'logs'}",
+        "synthetic.n_fires=6",
+        "synthetic.size=64",
+        "synthetic.pairs_per_fire=1",
+        "synthetic.dnbr_per_fire=1",
+    ]
+    # cwd=ROOT: prepare.py looks for conf/ relative to the working directory
+    result = run_script("prepare.py", args, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (root / "synthetic" / "match.csv").is_file()
+    return root
+
+
+@pytest.fixture(scope="session")
+def fast(data_dir: Path) -> list[str]:
+    """FAST overrides on the session's synthetic dataset."""
+    return [*FAST, f"paths.data_dir={data_dir}"]
 
 
 @pytest.fixture
-def train_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
-    """Compose ``conf/train.yaml`` with FAST + ``overrides``; the run dir is ``tmp_path/run``."""
+def train_cfg(tmp_path: Path, fast: list[str]) -> Callable[..., DictConfig]:
+    """Compose ``conf/train.yaml`` with ``fast`` + ``overrides``; the run dir is ``tmp_path/run``."""
 
     def make(*overrides: str) -> DictConfig:
         GlobalHydra.instance().clear()
         with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=[*FAST, f"paths.log_dir={tmp_path}", *overrides])
+            cfg = compose("train", overrides=[*fast, f"paths.log_dir={tmp_path}", *overrides])
         with open_dict(cfg):
             cfg.paths.output_dir = str(tmp_path / "run")
         return cfg
 
     return make
-
-
-def run_train(args: Sequence[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python train.py ARGS`` in a subprocess with our src/ and the test data module."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(HERE), env.get("PYTHONPATH", "")])
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FAST, run_train
+from runner import run_train
 
 pytestmark = pytest.mark.slow
 
-SHORT = [*FAST, "trainer.max_epochs=1", "trainer.limit_train_batches=1"]
+SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=1"]
 
 
 def _epochs(path: Path) -> list[str]:
@@ -19,8 +19,8 @@ def _epochs(path: Path) -> list[str]:
         return [row["epoch"] for row in csv.DictReader(fh)]
 
 
-def test_ddp_cpu_two_processes_share_one_run_dir(tmp_path) -> None:
-    args = [*FAST, f"paths.log_dir={tmp_path}", "trainer=ddp_cpu"]
+def test_ddp_cpu_two_processes_share_one_run_dir(tmp_path, fast) -> None:
+    args = [*fast, f"paths.log_dir={tmp_path}", "trainer=ddp_cpu"]
     args += ["trainer.limit_train_batches=2", "trainer.max_epochs=2"]
     result = run_train(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -35,8 +35,8 @@ def test_ddp_cpu_two_processes_share_one_run_dir(tmp_path) -> None:
     assert "trainer=ddp_cpu" in hydra_cfg
 
 
-def test_grid_multirun_runs_two_jobs(tmp_path) -> None:
-    args = ["-m", *SHORT, f"paths.log_dir={tmp_path}", "optimizer.lr=0.001,0.0001"]
+def test_grid_multirun_runs_two_jobs(tmp_path, fast) -> None:
+    args = ["-m", *fast, *SHORT, f"paths.log_dir={tmp_path}", "optimizer.lr=0.001,0.0001"]
     result = run_train(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
@@ -50,9 +50,9 @@ def test_grid_multirun_runs_two_jobs(tmp_path) -> None:
     assert lrs == {0.001, 0.0001}
 
 
-def test_optuna_sweep_of_two_trials_with_a_sqlite_study(tmp_path) -> None:
+def test_optuna_sweep_of_two_trials_with_a_sqlite_study(tmp_path, fast) -> None:
     db = tmp_path / "optuna.db"
-    args = ["-m", *SHORT, f"paths.log_dir={tmp_path}", "hparams_search=optuna"]
+    args = ["-m", *fast, *SHORT, f"paths.log_dir={tmp_path}", "hparams_search=optuna"]
     args += ["hydra.sweeper.n_trials=2", f"hydra.sweeper.storage=sqlite:///{db}"]
     result = run_train(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -67,8 +67,8 @@ def test_optuna_sweep_of_two_trials_with_a_sqlite_study(tmp_path) -> None:
     assert all(t.value is not None for t in study.trials)
 
 
-def test_submitit_local_launcher_runs_a_job(tmp_path) -> None:
-    args = ["-m", *SHORT, f"paths.log_dir={tmp_path}", "hydra/launcher=submitit_local"]
+def test_submitit_local_launcher_runs_a_job(tmp_path, fast) -> None:
+    args = ["-m", *fast, *SHORT, f"paths.log_dir={tmp_path}", "hydra/launcher=submitit_local"]
     result = run_train(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "train" / "multiruns").iterdir()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, run_train
+from runner import run_train
 
 from firedpy_nrt.config import validate
 from firedpy_nrt.config.train import TrainConfig
@@ -111,8 +111,14 @@ def test_bad_config_values_are_one_line_errors_naming_the_key(train_cfg, overrid
     assert f"'{key}'" in message and "\n" not in message
 
 
-def test_bad_value_from_the_command_line_exits_with_one_line(tmp_path) -> None:
-    result = run_train([*FAST, f"paths.log_dir={tmp_path}", "model.threshold=2"], cwd=tmp_path)
+def test_bad_value_from_the_command_line_exits_with_one_line(tmp_path, fast) -> None:
+    result = run_train([*fast, f"paths.log_dir={tmp_path}", "model.threshold=2"], cwd=tmp_path)
     assert result.returncode == 2
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert lines == ["error: config key 'model.threshold': must be in (0, 1)"]
+    logs = tmp_path / "typo"
+    typo = run_train([*fast, f"paths.log_dir={logs}", "trainer.max_epoch=3"], cwd=tmp_path)
+    lines = [ln for ln in typo.stderr.splitlines() if ln.strip()]
+    assert typo.returncode == 2 and len(lines) == 1
+    assert "trainer.max_epoch" in lines[0] and "max_epochs" in lines[0]  # with a suggestion
+    assert not logs.exists()  # stopped before Hydra made a run directory

@@ -8,6 +8,7 @@ from typing import Any
 from hydra.utils import get_method
 
 from firedpy_nrt.config import Invalid, require
+from firedpy_nrt.config.data import DataConfig
 from firedpy_nrt.config.paths import PathsConfig
 
 BACKBONES = ("resnet50", "resnet101", "mobilenet_v3_large")
@@ -67,7 +68,7 @@ def _check_partial(node: Any, key: str) -> None:
 @dataclass
 class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
-    data: Any = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: Any = field(default_factory=dict)
     optimizer: Any = field(default_factory=dict)

@@ -29,7 +29,7 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
-from firedpy_nrt.models.interim_transforms import BatchAugmentation, Normalize
+from firedpy_nrt.data.transforms import Normalize
 from firedpy_nrt.models.losses import IGNORE_INDEX
 from firedpy_nrt.models.networks import build_deeplabv3
 
@@ -177,7 +177,10 @@ class SegmentationModule(LightningModule):
         if not isinstance(batch, dict) or "image" not in batch:
             return batch
         image, label = batch["image"], batch.get("label")
-        if self.trainer is not None and self.trainer.training and self.augmentation is not None:
+        # BatchAugment is also a no-op in eval mode; the trainer check keeps it off in
+        # validation even when a custom augmentation does not follow that convention.
+        trainer = self._trainer
+        if trainer is not None and trainer.training and self.augmentation is not None:
             image, label = self.augmentation(image, label)
             batch["image"], batch["label"] = image, label
         batch["input"] = self.normalize(image)
@@ -266,6 +269,3 @@ class SegmentationModule(LightningModule):
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         version, internal, gauss_next = rng["python"]
         random.setstate((version, tuple(internal), gauss_next))
-
-
-__all__ = ["BatchAugmentation", "SegmentationModule", "segmentation_metrics"]

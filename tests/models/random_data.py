@@ -1,7 +1,7 @@
-"""A LightningDataModule of random batches in the batch interface (brief, interface 6).
+"""A LightningDataModule of random batches in FireDataModule's batch format, for model tests.
 
 Burned pixels are where a smooth blob field is high; the dNBR channel is high there too (with
-noise and a NaN "cloud"), so a model can learn it. Used until the real FireDataModule is merged.
+noise and a NaN "cloud"), so a model can learn it; no rasters needed.
 """
 
 from __future__ import annotations
