@@ -141,6 +141,7 @@ def main() -> int:
     parser.add_argument("--cpu", action="store_true", help="run the code path on CPU (fp32)")
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("firedpy_nrt").setLevel(logging.ERROR)  # "no stats": random batches
     warnings.filterwarnings("ignore")
 
     if not args.cpu and not torch.cuda.is_available():

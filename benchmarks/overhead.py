@@ -102,6 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("firedpy_nrt").setLevel(logging.ERROR)  # "no stats": random batches
     warnings.filterwarnings("ignore")
 
     torch.manual_seed(0)
