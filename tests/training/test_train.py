@@ -151,3 +151,42 @@ def test_tensorboard_and_mlflow_loggers_write_locally(train_cfg, tmp_path) -> No
     assert (run / "csv" / "metrics.csv").is_file()
     runs = list((tmp_path / "mlflow").glob("*/*/metrics/val/iou"))
     assert runs, list((tmp_path / "mlflow").rglob("*"))[:20]
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        "model=deeplabv3_resnet50",
+        "model=deeplabv3_resnet101",
+        "model=deeplabv3_mobilenet",
+        "loss=bce",
+        "loss=dice",
+        "loss=focal",
+        "loss=bce_dice",
+        "scheduler=cosine",
+        "scheduler=plateau",
+        "scheduler=none",
+        "trainer=default",
+        "trainer=cpu",
+        "trainer=gpu",
+        "trainer=ddp",
+        "trainer=ddp_cpu",
+        "trainer=slurm",
+        "logger=csv",
+        "logger=tensorboard",
+        "logger=mlflow",
+        "logger=many",
+        "debug=fdr",
+        "debug=limit",
+        "debug=overfit",
+        "experiment=demo",
+        "hparams_search=optuna",
+    ],
+)
+def test_every_group_option_composes_and_validates(train_cfg, choice) -> None:
+    cfg = train_cfg(choice)
+    validate(cfg, TrainConfig)
+    if choice == "scheduler=none":
+        assert cfg.scheduler is None
+    if choice == "trainer=slurm":
+        assert cfg.trainer.devices == 1 and cfg.trainer.num_nodes == 1  # outside an allocation
