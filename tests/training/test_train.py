@@ -190,3 +190,22 @@ def test_every_group_option_composes_and_validates(train_cfg, choice) -> None:
         assert cfg.scheduler is None
     if choice == "trainer=slurm":
         assert cfg.trainer.devices == 1 and cfg.trainer.num_nodes == 1  # outside an allocation
+
+
+def test_epochs_without_validation_leave_validation_cells_empty(tmp_path) -> None:
+    from firedpy_nrt.reporting import RunReport
+
+    class FakeTrainer:
+        is_global_zero, sanity_checking, fast_dev_run = True, False, False
+        current_epoch = 0
+        callback_metrics = {"train/loss_epoch": torch.tensor(0.5), "val/iou": torch.tensor(0.4)}
+
+    report, trainer = RunReport(tmp_path), FakeTrainer()
+    report.on_validation_end(trainer, None)
+    report.on_train_epoch_end(trainer, None)
+    trainer.current_epoch = 1  # no validation this epoch; val/iou is still the old value
+    report.on_train_epoch_end(trainer, None)
+    rows = _rows(tmp_path / "metrics.csv")
+    assert [(r["epoch"], r["val_iou"]) for r in rows] == [("0", "0.4000000059604645"), ("1", "")]
+    assert rows[1]["train_loss"] == "0.5"
+    assert (tmp_path / "curves.png").is_file()
