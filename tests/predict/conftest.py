@@ -134,3 +134,58 @@ def scene_factory(tmp_path: Path):
         return make_scene(tmp_path / "data", height, width, **kw)
 
     return factory
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_match_csv(path: Path, scenes: list[SceneFiles], fires: list[str] | None = None) -> Path:
+    """A match CSV with the path columns (relative to the CSV's folder) and fire ids."""
+    import csv
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["fire_id", "lum_change", "coh_change", "dnbr", "binary_product"])
+        for i, s in enumerate(scenes):
+            rel = [
+                os.path.relpath(p, path.parent) if p else ""
+                for p in (s.lum_change, s.coh_change, s.dnbr, s.binary_product)
+            ]
+            w.writerow([fires[i] if fires else FIRE, *rel])
+    return path
+
+
+def compose(overrides: list[str]):
+    """``conf/predict.yaml`` composed as ``predict.py`` would, with test overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="predict", overrides=overrides)
+
+
+@pytest.fixture
+def predict_cfg(tmp_path: Path):
+    """Build a config for a checkpoint and CSV: small tiles, CPU, outputs under tmp_path."""
+
+    def build(ckpt: Path, csv: Path, *extra: str, module: str = "LumModule"):
+        return compose(
+            [
+                f"ckpt={ckpt}",
+                f"data.match_csv={csv}",
+                f"paths.log_dir={tmp_path / 'logs'}",
+                f"paths.output_dir={tmp_path / 'run'}",
+                f"output_dir={tmp_path / 'out'}",
+                f"module_class=predict_standins.{module}",
+                "split=all",
+                "tile_size=64",
+                "overlap=16",
+                "batch_size=3",
+                "trainer.accelerator=cpu",
+                *extra,
+            ]
+        )
+
+    return build

@@ -241,19 +241,21 @@ def write_quicklook(
         panels.append(("label (SAR binary product)", shown, {"cmap": cmap, "vmin": 0, "vmax": 1}))
 
     aspect = prediction.shape[0] / max(prediction.shape[1], 1)
-    fig = Figure(figsize=(4.2 * len(panels), max(2.5, 4.0 * aspect) + 0.6), dpi=110)
+    fig = Figure(figsize=(4.2 * len(panels), 3.6 * aspect + 0.8), dpi=110, layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, data, kw) in zip(axes, panels, strict=True):
         im = ax.imshow(data, interpolation="nearest", **kw)
         ax.set_title(name, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-        if name == "burned probability" and np.isfinite(data).any() and data.shape[0] > 1:
+        if name == "burned probability" and np.isfinite(data).any() and min(data.shape) > 1:
             with contextlib.suppress(ValueError):
                 ax.contour(
                     np.nan_to_num(data, nan=0.0), levels=[threshold], colors="cyan", linewidths=0.6
                 )
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        if name.startswith("label"):
+            bar.set_ticks([0.25, 0.75], labels=["unburned", "burned"])
     fig.suptitle(title, fontsize=10)
     tmp = temporary(Path(path))
     tmp.parent.mkdir(parents=True, exist_ok=True)
