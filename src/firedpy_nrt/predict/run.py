@@ -195,13 +195,15 @@ def predict(
         trainer.predict(predictor, dataloaders=loader, return_predictions=False)
     finally:
         dataset.close()
+    # with ddp_spawn the writer ran in worker processes: the evaluation is found by its name
+    evaluation = output_dir / "evaluation.csv" if labelled else None
     if trainer.is_global_zero:
         print(
             f"predictions for {len(scenes)} scene(s) written to {output_dir.resolve()}", flush=True
         )
-        if writer.evaluation is not None:
-            print(f"evaluation: {writer.evaluation.resolve()}", flush=True)
-    return PredictResult(output_dir, ckpt_path, scenes, writer.evaluation, writer.scores)
+        if evaluation is not None:
+            print(f"evaluation: {evaluation.resolve()}", flush=True)
+    return PredictResult(output_dir, ckpt_path, scenes, evaluation, writer.scores)
 
 
 def _channels(scene: Scene, opener: Callable[[dict[str, Any], str], RowReader]) -> int:
