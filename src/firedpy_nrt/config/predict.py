@@ -81,6 +81,7 @@ class PredictConfig:
     threshold: float | None = None
     batch_size: int = 4
     overwrite: bool = False
+    gdal_cache_mb: int = 256
     trainer: PredictTrainerConfig = field(default_factory=PredictTrainerConfig)
 
     def check(self) -> None:
@@ -100,6 +101,9 @@ class PredictConfig:
             0 <= self.overlap < self.tile_size,
             "overlap",
             f"must be in [0, tile_size={self.tile_size}) (got {self.overlap})",
+        )
+        require(
+            self.gdal_cache_mb >= 16, "gdal_cache_mb", f"must be >= 16 (got {self.gdal_cache_mb})"
         )
         require(self.batch_size >= 1, "batch_size", f"must be >= 1 (got {self.batch_size})")
         require(

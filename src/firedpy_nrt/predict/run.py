@@ -17,12 +17,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 import pandas as pd
+import rasterio
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 import firedpy_nrt
 from firedpy_nrt.config import validate
 from firedpy_nrt.config.predict import PredictConfig
+from firedpy_nrt.data.match_csv import read_match_csv
 from firedpy_nrt.errors import ConfigError, DataError
 from firedpy_nrt.predict.assembly import RowReader, Scene
 from firedpy_nrt.predict.checkpoints import (
@@ -141,9 +143,15 @@ def predict(
     cfg: DictConfig, opener: Callable[[dict[str, Any], str], RowReader] = open_aligned
 ) -> PredictResult:
     """Run prediction as ``cfg`` (a composed ``conf/predict.yaml``) says; return what it wrote."""
-    from firedpy_nrt.data.match_csv import read_match_csv
-
     conf: PredictConfig = validate(cfg, PredictConfig)
+    # GDAL's block cache defaults to 5% of RAM and fills as a scene is read and written: bound it
+    with rasterio.Env(GDAL_CACHEMAX=conf.gdal_cache_mb * 1024 * 1024):
+        return _predict(conf, opener)
+
+
+def _predict(
+    conf: PredictConfig, opener: Callable[[dict[str, Any], str], RowReader]
+) -> PredictResult:
     ckpt_path = resolve_checkpoint(conf.ckpt, conf.run_dir, conf.paths.log_dir)
     info = read_checkpoint_info(ckpt_path)
     threshold = conf.threshold if conf.threshold is not None else info.threshold

@@ -99,7 +99,7 @@ class HDF5Writer:
         self._tmp.parent.mkdir(parents=True, exist_ok=True)
         self._file = h5py.File(self._tmp, "w")
         shape = (grid.height, grid.width)
-        opts = {"chunks": _chunks(grid), "compression": "gzip", "compression_opts": 4}
+        opts = {"chunks": _chunks(grid), "compression": "gzip", "compression_opts": 1}
         self.prediction = self._file.create_dataset(
             "prediction", shape=shape, dtype="float32", fillvalue=np.nan, shuffle=True, **opts
         )
