@@ -178,7 +178,15 @@ def test_cli_prints_one_line_error_and_where_outputs_are(tmp_path, setup) -> Non
     )
     good = _cli(tmp_path, f"ckpt={ckpt}", *common)
     assert good.returncode == 0, good.stderr
-    runs = list((tmp_path / "logs/predict/runs").iterdir())
-    out = runs[0] / "predictions"
+    # the failed run has its own (empty) run folder; the good one holds the predictions
+    (out,) = list((tmp_path / "logs/predict/runs").glob("*/predictions"))
     assert f"written to {out.resolve()}" in good.stdout
     assert len(list(out.glob("*_pred.h5"))) == 1 and (out / "evaluation.csv").exists()
+
+
+def test_cli_mistyped_key_is_one_line(tmp_path) -> None:
+    res = _cli(tmp_path, "tile_sise=256")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "error: config key 'tile_sise' does not exist (did you mean 'tile_size'?)"
+    ]
