@@ -155,3 +155,48 @@ def test_flat_memory_rows_stream_in_bands(
     assert sum(h for _, h in seen) == 700 and [y for y, _ in seen] == sorted(y for y, _ in seen)
     with h5py.File(tmp_path / "out" / f"{s.lum_change.stem}_pred.h5", "r") as f:
         assert f["prediction"].chunks[0] <= 256 and f["mask"].chunks[0] <= 256
+
+
+def test_peak_memory_does_not_follow_the_scene_height(tmp_path, scene_factory) -> None:
+    """Stitching and streaming a 10x taller scene into its outputs: Python-side peak allocations
+    (numpy included) grow by far less than one full-scene probability array (only bands of rows
+    are held)."""
+    import tracemalloc
+
+    from firedpy_nrt.data.raster import open_row
+    from firedpy_nrt.predict.assembly import Scene, SceneAssembler
+    from firedpy_nrt.predict.tiling import BandAccumulator, TileGrid
+    from firedpy_nrt.predict.writers import GridInfo, OutputPaths
+
+    def stitch(height: int, run: int) -> int:
+        files = scene_factory(height, 120, fire=f"{height}{run}")
+        reader = open_row(files.row(), "test")
+        geo = GridInfo(reader.crs, reader.transform, reader.height, reader.width)
+        tiles = TileGrid.build(height, 120, 64, 16)
+        scene = Scene(
+            0,
+            "1",
+            files.row(),
+            "test",
+            geo,
+            tiles,
+            OutputPaths.for_raster(tmp_path / f"out{run}", files.lum_change),
+            True,
+        )
+        tile = np.full((64, 64), 0.25, dtype=np.float32)
+        tracemalloc.start()
+        assembler = SceneAssembler(scene, reader, "gaussian", 0.5)
+        acc = BandAccumulator(tiles, "gaussian", assembler)
+        for i in range(len(tiles)):
+            acc.add(i, tile)
+        acc.finish()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assembler.commit()  # the quicklook's canvas is bounded by its 800-px thumbnails
+        return peak
+
+    stitch(300, 0)  # one-off imports and caches
+    small, tall = stitch(300, 1), stitch(3000, 2)
+    full_scene = 3000 * 120 * 4  # one float32 probability array of the tall scene
+    assert tall - small < full_scene / 10, (small, tall)
+    assert tall < full_scene, (small, tall)

@@ -240,8 +240,10 @@ def write_quicklook(
         cmap = ListedColormap(["#2b7a3d", "#d7301f"])
         panels.append(("label (SAR binary product)", shown, {"cmap": cmap, "vmin": 0, "vmax": 1}))
 
+    # each panel fits a 5-inch box whatever the scene's shape, so the canvas stays small
     aspect = prediction.shape[0] / max(prediction.shape[1], 1)
-    fig = Figure(figsize=(4.2 * len(panels), 3.6 * aspect + 0.8), dpi=110, layout="constrained")
+    h, w = (5.0, max(5.0 / aspect, 1.2)) if aspect >= 1 else (max(5.0 * aspect, 1.2), 5.0)
+    fig = Figure(figsize=(len(panels) * (w + 1.2), h + 0.8), dpi=110, layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, data, kw) in zip(axes, panels, strict=True):
         im = ax.imshow(data, interpolation="nearest", **kw)
