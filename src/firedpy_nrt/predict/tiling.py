@@ -124,7 +124,8 @@ def weight_sums(grid: TileGrid, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-#: ``sink(y0, rows)``: rows ``y0 .. y0 + len(rows)`` of the weighted sum, float64 ``[h, width]``.
+#: ``sink(y0, rows)``: rows ``y0 .. y0 + len(rows)`` of the weighted sum, float64 ``[h, width]``;
+#: ``rows`` is a view of the band, valid only during the call.
 RowSink = Callable[[int, np.ndarray], None]
 
 
@@ -173,7 +174,7 @@ class BandAccumulator:
         """Hand over the rows above the next tile row and shift the band up to it."""
         nxt = self.grid.row_offsets[self._row + 1]
         done = nxt - self._top
-        self.sink(self._top, self._band[:done].copy())
+        self.sink(self._top, self._band[:done])  # a view: the sink must not keep it
         self._emitted = nxt
         self._band[:-done] = self._band[done:]
         self._band[-done:] = 0.0
@@ -187,7 +188,7 @@ class BandAccumulator:
         while self._row < len(self.grid.row_offsets) - 1:
             self._advance()
         rest = self.grid.height - self._top
-        self.sink(self._top, self._band[:rest].copy())
+        self.sink(self._top, self._band[:rest])
         self._emitted = self.grid.height
         self._closed = True
 
@@ -197,5 +198,6 @@ def normalize_rows(
 ) -> np.ndarray:
     """Blended probabilities (float32) of rows starting at ``y0`` from their weighted sum."""
     h = weighted.shape[0]
-    total = row_weights[y0 : y0 + h, None] * col_weights[None, :]
-    return (weighted / total).astype(np.float32)
+    out = np.divide(weighted, row_weights[y0 : y0 + h, None])
+    out /= col_weights[None, :]
+    return out.astype(np.float32)

@@ -168,6 +168,7 @@ class COGWriter:
             blockysize=CHUNK,
             compress="deflate",
             BIGTIFF="IF_SAFER",
+            NUM_THREADS="ALL_CPUS",
         )
 
     def write_rows(self, y0: int, prediction: np.ndarray) -> None:
@@ -186,6 +187,7 @@ class COGWriter:
                 BLOCKSIZE=CHUNK,
                 OVERVIEW_RESAMPLING="AVERAGE",
                 BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS",
             )
             os.replace(self._tmp, self.path)
         finally:
