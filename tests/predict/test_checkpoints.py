@@ -75,3 +75,16 @@ def test_info_and_load(tmp_path: Path) -> None:
     other = save_checkpoint(tmp_path / "c.ckpt", ConvModule())
     with pytest.raises(DataError, match=r"c\.ckpt does not load into predict_standins\.LumModule"):
         load_module(other, "predict_standins.LumModule")
+
+
+def test_match_csv_defaults_to_the_training_runs(tmp_path: Path) -> None:
+    from firedpy_nrt.predict.checkpoints import training_match_csv
+
+    run = tmp_path / "logs/train/runs/2026-01-01_10-00-00"
+    best = _touch(run / "checkpoints/best.ckpt")
+    assert training_match_csv(best) is None
+    (run / ".hydra").mkdir()
+    (run / ".hydra/config.yaml").write_text(
+        "paths:\n  data_dir: /d\ndata:\n  match_csv: ${paths.data_dir}/synthetic/match.csv\n"
+    )
+    assert training_match_csv(best) == Path("/d/synthetic/match.csv")

@@ -200,3 +200,36 @@ def test_peak_memory_does_not_follow_the_scene_height(tmp_path, scene_factory) -
     full_scene = 3000 * 120 * 4  # one float32 probability array of the tall scene
     assert tall - small < full_scene / 10, (small, tall)
     assert tall < full_scene, (small, tall)
+
+
+def test_ckpt_best_takes_the_training_runs_csv_and_test_fires(tmp_path, scene_factory) -> None:
+    """`predict.py ckpt=best` after training: newest run, its CSV, its held-out fires."""
+    from conftest import compose
+
+    a = scene_factory(40, 50, fire="41", seed=1)
+    b = scene_factory(40, 50, fire="42", seed=2)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [a, b], ["41", "42"])
+    logs = tmp_path / "logs"
+    run = logs / "train/runs/2026-01-02_10-00-00"
+    save_checkpoint(run / "checkpoints/best.ckpt", LumModule(), {"train": ["41"], "test": ["42"]})
+    save_checkpoint(  # an older run: not taken
+        logs / "train/runs/2026-01-01_10-00-00/checkpoints/best.ckpt", LumModule(), {"test": ["41"]}
+    )
+    (run / ".hydra").mkdir()
+    (run / ".hydra/config.yaml").write_text(f"data:\n  match_csv: {csv_path}\n")
+    cfg = compose(
+        [
+            "ckpt=best",
+            f"paths.log_dir={logs}",
+            f"paths.output_dir={tmp_path / 'run'}",
+            "module_class=predict_standins.LumModule",
+            "tile_size=32",
+            "overlap=8",
+            "trainer.accelerator=cpu",
+        ]
+    )
+    result = predict(cfg)
+    assert result.checkpoint == run / "checkpoints/best.ckpt"
+    out = tmp_path / "run/predictions"
+    assert result.output_dir == out
+    assert sorted(p.name for p in out.glob("*.h5")) == [f"{b.lum_change.stem}_pred.h5"]

@@ -30,11 +30,15 @@ PRECISIONS = (
 
 @dataclass
 class PredictDataConfig:
-    match_csv: str = "${paths.data_dir}/match.csv"
+    match_csv: str | None = None
     num_workers: int = 0
 
     def check(self) -> None:
-        require(self.match_csv.lower().endswith(".csv"), "match_csv", "must be a .csv file")
+        require(
+            self.match_csv is None or self.match_csv.lower().endswith(".csv"),
+            "match_csv",
+            "must be a .csv file or null (the training run's CSV)",
+        )
         require(self.num_workers >= 0, "num_workers", "must be >= 0")
 
 

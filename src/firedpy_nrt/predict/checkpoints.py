@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from firedpy_nrt.errors import ConfigError, DataError
 
@@ -95,6 +96,19 @@ def read_checkpoint_info(path: Path) -> CheckpointInfo:
         hparams=dict(hparams),
         splits={k: [str(i) for i in v] for k, v in dict(splits).items() if v is not None},
     )
+
+
+def training_match_csv(ckpt: Path) -> Path | None:
+    """The match CSV the checkpoint's training run read (``data.match_csv`` in the run's saved
+    ``.hydra/config.yaml``), or None when the checkpoint is not in a run folder that says."""
+    saved = Path(ckpt).resolve().parent.parent / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        return None
+    try:
+        value = OmegaConf.select(OmegaConf.load(saved), "data.match_csv", default=None)
+    except Exception:  # an unreadable or unresolvable saved config just gives no default
+        return None
+    return Path(str(value)) if value else None
 
 
 def import_module_class(dotted: str) -> type:

@@ -32,6 +32,7 @@ from firedpy_nrt.predict.checkpoints import (
     load_module,
     read_checkpoint_info,
     resolve_checkpoint,
+    training_match_csv,
 )
 from firedpy_nrt.predict.dataset import TileDataset, open_aligned
 from firedpy_nrt.predict.module import TilePredictor, check_channels
@@ -158,7 +159,7 @@ def _predict(
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     log.info("checkpoint %s (threshold %g)", ckpt_path, threshold)
 
-    csv = Path(conf.data.match_csv)
+    csv = _match_csv(conf, ckpt_path)
     rows = select_rows(read_match_csv(csv), conf.split, info, csv)
     output_dir = Path(conf.output_dir)
     scenes = build_scenes(rows, conf, output_dir, ckpt_path, threshold, csv, opener)
@@ -212,6 +213,18 @@ def _predict(
         if evaluation is not None:
             print(f"evaluation: {evaluation.resolve()}", flush=True)
     return PredictResult(output_dir, ckpt_path, scenes, evaluation, writer.scores)
+
+
+def _match_csv(conf: PredictConfig, ckpt: Path) -> Path:
+    """``data.match_csv``, or by default the CSV the checkpoint was trained from (whose test fires
+    ``split=test`` names), else ``<paths.data_dir>/match.csv``."""
+    if conf.data.match_csv:
+        return Path(conf.data.match_csv)
+    trained = training_match_csv(ckpt)
+    if trained is not None:
+        log.info("match CSV of the training run: %s", trained)
+        return trained
+    return Path(conf.paths.data_dir) / "match.csv"
 
 
 def _channels(scene: Scene, opener: Callable[[dict[str, Any], str], RowReader]) -> int:
