@@ -190,3 +190,20 @@ def test_cli_mistyped_key_is_one_line(tmp_path) -> None:
     assert res.stderr.strip().splitlines() == [
         "error: config key 'tile_sise' does not exist (did you mean 'tile_size'?)"
     ]
+
+
+def test_two_rasters_with_one_name(tmp_path, scene_factory, predict_cfg) -> None:
+    import shutil
+
+    s = scene_factory(30, 40)
+    twin = tmp_path / "elsewhere" / s.lum_change.name
+    twin.parent.mkdir()
+    shutil.copy(s.lum_change, twin)
+    csv_path = tmp_path / "data/match.csv"
+    write_match_csv(csv_path, [s, s])
+    text = csv_path.read_text().splitlines()
+    text[2] = text[2].replace(text[2].split(",")[1], str(twin), 1)
+    csv_path.write_text("\n".join(text) + "\n")
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule())
+    with pytest.raises(DataError, match="would both write .*_pred.h5; give the luminance-change"):
+        predict(predict_cfg(ckpt, csv_path))
