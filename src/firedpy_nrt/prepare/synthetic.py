@@ -460,11 +460,8 @@ class _Fire:
 
 def write_geotiff(path: Path, array: np.ndarray, grid: _Grid, nodata: float | int) -> Path:
     """A single-band tiled, deflate-compressed GeoTIFF (written to ``.tmp``, then renamed)."""
-    block = (
-        256
-        if max(grid.width, grid.height) > 256
-        else 16 * math.ceil(max(grid.width, grid.height) / 16)
-    )
+    # 256-pixel tiles; small rasters still get at least 2 x 2 tiles (multiples of 16, as GDAL wants)
+    block = min(256, max(16, 16 * math.ceil(max(grid.width, grid.height) / 32)))
     profile = {
         "driver": "GTiff",
         "width": grid.width,
