@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,27 @@ class MatchResult:
     unknown: dict[str, list[str]]
 
 
-def _day_number(text: str) -> str:
+def _day_number(text: str | None) -> str:
+    """The first eight digits of a date text (``YYYYMMDD``), whatever separates them."""
+    text = text or ""
     head = text[:8]
     return head if head.isdigit() else re.sub(r"\D", "", text)[:8]
+
+
+def _days(texts: Sequence[str | None]) -> np.ndarray:
+    """Date texts to day numbers since 1970-01-01 (int64); -1 where no real date."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    # fast path for the contract's stamps (YYYYMMDD or YYYYMMDDTHHMMSS): a fixed-width cut in C
+    heads = np.array(texts, dtype=object).astype("U").astype("U8")
+    odd = ~np.char.isdigit(heads) | (np.char.str_len(heads) < 8)
+    if odd.any():
+        heads = heads.astype(object)
+        heads[odd] = [_day_number(texts[i]) for i in np.flatnonzero(odd)]
+    days = pd.to_datetime(pd.Series(heads, dtype=object), format="%Y%m%d", errors="coerce")
+    out = days.to_numpy().astype("datetime64[D]").astype(np.int64)
+    out[days.isna().to_numpy()] = -1
+    return out
 
 
 def parse_names(
@@ -111,36 +130,37 @@ def parse_names(
     pats = patterns or compile_patterns()
     pat = pats[kind]
     date_groups = _DATE_GROUPS[kind]
-    extra = ("sensor",) if kind == "dnbr" else ()
-    paths: list[str] = []
-    fires: list[str] = []
-    stamps: list[list[str]] = [[] for _ in date_groups]
-    extras: list[str | None] = []
+    with_sensor = kind == "dnbr" and "sensor" in pat.groupindex
+    wanted = ["fire", *date_groups, *(["sensor"] if with_sensor else [])]
+    index = [pat.groupindex[g] for g in wanted]
+    sep, alt = os.sep, os.altsep
+    # C-level iteration (map/filter) where it can be: this runs over every file name.
+    paths = [p if isinstance(p, str) else os.fspath(p) for p in names]
+    basenames = [p.rpartition(sep)[2] for p in paths]
+    if alt:
+        basenames = [n.rpartition(alt)[2] for n in basenames]
+    found = list(map(pat.match, basenames))
     unknown: list[str] = []
-    for raw in names:
-        path = os.fspath(raw)
-        name = os.path.basename(path)
-        m = pat.match(name)
-        if m is None:
-            unknown.append(path)
-            continue
-        paths.append(path)
-        fire = m.group("fire")
-        fires.append(str(int(fire)) if fire.isdigit() else fire)
-        for slot, g in zip(stamps, date_groups, strict=True):
-            slot.append(_day_number(m.group(g) or ""))
-        if extra:
-            extras.append(m.groupdict().get("sensor"))
-    frame = pd.DataFrame(
-        {"path": paths, "name": [os.path.basename(p) for p in paths], "fire": fires}
+    if any(m is None for m in found):
+        unknown = [p for p, m in zip(paths, found, strict=True) if m is None]
+        paths = [p for p, m in zip(paths, found, strict=True) if m is not None]
+        basenames = [n for n, m in zip(basenames, found, strict=True) if m is not None]
+        found = [m for m in found if m is not None]
+    groups = list(map(methodcaller("group", *index), found))
+    columns = list(zip(*groups, strict=True)) if groups else [() for _ in wanted]
+    codes, uniques = pd.factorize(np.array(columns[0], dtype=object))
+    fires = (
+        np.array([str(int(u)) if u.isdigit() else u for u in uniques] or [""], dtype=object)[codes]
+        if len(codes)
+        else np.zeros(0, dtype=object)
     )
+    frame = pd.DataFrame({"path": paths, "name": basenames, "fire": fires})
     valid = np.ones(len(frame), dtype=bool)
-    for g, slot in zip(date_groups, stamps, strict=True):
-        days = pd.to_datetime(pd.Series(slot, dtype=object), format="%Y%m%d", errors="coerce")
-        valid &= days.notna().to_numpy()
-        frame[g] = days.to_numpy().astype("datetime64[D]").astype(np.int64)
-    if extra:
-        frame["sensor"] = extras
+    for g, col in zip(date_groups, columns[1 : 1 + len(date_groups)], strict=True):
+        frame[g] = _days(list(col))
+        valid &= frame[g].to_numpy() >= 0
+    if kind == "dnbr":
+        frame["sensor"] = list(columns[-1]) if with_sensor else None
     if not valid.all():
         unknown.extend(frame.loc[~valid, "path"].tolist())
         frame = frame.loc[valid].reset_index(drop=True)
