@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from firedpy_nrt.config import Invalid, require
+from firedpy_nrt.config.download import DownloadConfig
 from firedpy_nrt.config.paths import PathsConfig
 from firedpy_nrt.data.layers import DEFAULT_PATTERNS, compile_patterns
 
@@ -106,7 +107,7 @@ class PrepareConfig:
     overwrite: bool = False
     match: MatchConfig = field(default_factory=MatchConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    download: Any = field(default_factory=dict)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
     dnbr: Any = field(default_factory=dict)
 
     def check(self) -> None:
