@@ -218,8 +218,8 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _sort_key(fire: str) -> tuple[int, int, str]:
-    # Numeric ids in numeric order (9 before 10), any non-numeric ids after them.
+def fire_sort_key(fire: str) -> tuple[int, int, str]:
+    """Numeric fire ids in numeric order (9 before 10), any non-numeric ids after them."""
     return (0, int(fire), fire) if fire.isdigit() else (1, 0, fire)
 
 
@@ -279,7 +279,7 @@ def match_csv_text(rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str |
             _iso(rec["dnbr_date_post"]),
             _number(rec["dnbr_gap_days"]),
         ]
-        out.append(((_sort_key(fire), cells[6], cells[1]), cells))
+        out.append(((fire_sort_key(fire), cells[6], cells[1]), cells))
     out.sort(key=lambda kc: kc[0])
     return csv_text(COLUMNS, (cells for _, cells in out))
 

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date
 from operator import methodcaller
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from firedpy_nrt.data.match_csv import (
     COLUMNS,
     atomic_write_text,
     csv_text,
+    fire_sort_key,
     match_csv_text,
     relative_path,
 )
@@ -522,7 +524,15 @@ def _log_unknown(folder: Path, names: list[str], limit: int = 200) -> None:
 def _unmatched_text(frame: pd.DataFrame, path: Path) -> str:
     base = path.absolute().parent
     rows = []
-    for rec in frame.to_dict("records"):
+    records = sorted(
+        frame.to_dict("records"),
+        key=lambda r: (
+            fire_sort_key(str(r["fire_id"])),
+            r["lum_date_post"] or date.min,
+            str(r["lum_change"]),
+        ),
+    )
+    for rec in records:
         rows.append(
             [
                 rec["fire_id"],
