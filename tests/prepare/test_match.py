@@ -380,3 +380,35 @@ def test_vectorised_rules_agree_with_a_per_row_scan(seed) -> None:
         }
         assert ours == _reference(lums, cohs, bins, dnbrs, max_days)
         assert len(res.matched) + len(res.unmatched) == len(lums)
+
+
+def test_cli_matches_users_directories(tmp_path, layer_dirs) -> None:
+    root = layer_dirs(
+        lum_change=[lum(9844, "20200508", "20200520")],
+        coh_change=[coh(9844, "20200426", "20200508", "20200520")],
+        binary_product=[binary(9844, "20200508", "20200520")],
+        dnbr=[dnbr(9844, "20200501", "20200521", "LC09", "P034R032")],
+    )
+    out = tmp_path / "result" / "OUT.csv"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "prepare.py"),
+            "stages=[match]",
+            f"match.lum_dir={root / 'lum'}",
+            f"match.coh_dir={root / 'coh'}",
+            f"match.binary_dir={root / 'bin'}",
+            f"match.dnbr_dir={root / 'dnbr'}",
+            f"match.output_csv={out}",
+            "match.max_days=10",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    df = read_match_csv(out)
+    assert df["fire_id"].tolist() == ["9844"] and df.loc[0, "dnbr_sensor"] == "LC09"
+    assert (out.parent / "unmatched.csv").is_file()

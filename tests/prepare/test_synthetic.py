@@ -135,6 +135,19 @@ def test_events_file(dataset: Path) -> None:
         )
 
 
+def test_events_read_by_the_events_reader(dataset: Path) -> None:
+    from firedpy_nrt.prepare.events import read_events
+
+    df = read_match_csv(dataset / "match.csv")
+    for name in ("events.gpkg", "events.csv"):
+        events = read_events(dataset / name)
+        assert sorted(e.id for e in events) == sorted(set(df["fire_id"]))
+        for e in events:
+            assert e.ig_date <= e.last_date
+            minx, miny, maxx, maxy = e.geometry.bounds
+            assert -125 < minx < maxx < -100 and 30 < miny < maxy < 50  # lon/lat, western US
+
+
 def test_same_seed_same_data_and_rerun_rules(tmp_path: Path) -> None:
     def cfg(seed: int, data: Path, overwrite: bool = False):
         return OmegaConf.create(
