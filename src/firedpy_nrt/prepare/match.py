@@ -1,11 +1,17 @@
 """Match luminance-change rasters with their coherence change, binary product and dNBR by name.
 
-One row per luminance-change file (README: data contract). The rules are applied to whole tables
-at once: every (luminance file, candidate of the same fire) pair gets one integer sort key that
-encodes the rule's order of preference (a flag, then the primary and secondary date gaps in days,
-then the candidate's rank by file name), and the best candidate of each luminance file is the
-minimum of its keys, found with ``np.minimum.reduceat`` over contiguous pair blocks. That is
-linear in the number of pairs, where the old script scanned every dNBR file for every row.
+One row per luminance-change file (README: data contract), computed for whole tables at once with
+numpy, never row by row:
+
+* binary product: a hash join on (fire, d1, d2);
+* coherence change: a hash join of (fire, d1, d2) against every pair of each file's three dates
+  finds the files that hold both dates; for the rest, the nearest last date;
+* dNBR, and that coherence fallback: candidates sorted by (fire, date) packed into one int64; a
+  binary search gives each luminance file its nearest candidate date on either side, and only the
+  candidates at that nearest date are compared on the second date and then the file name.
+
+So the cost is O((n + m) log m) for n luminance files and m candidates, whatever the number of
+files per fire, where the script we replace scanned every dNBR file for every row.
 """
 
 from __future__ import annotations
