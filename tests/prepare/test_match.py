@@ -246,6 +246,9 @@ def test_existing_csv_is_kept_unless_overwrite(layer_dirs, match_cfg) -> None:
     # same inputs: nothing to do, no error
     again = run_stage(match_cfg(root))
     assert again.skipped == 1 and again.written == 0
+    (root / "out" / "unmatched.csv").unlink()  # only a report: brought back, no error
+    assert run_stage(match_cfg(root)).skipped == 1
+    assert (root / "out" / "unmatched.csv").is_file()
     before = out.read_text()
     (root / "dnbr" / dnbr(2, "20200501", "20200520")).write_bytes(b"")
     with pytest.raises(DataError, match="overwrite=true") as info:

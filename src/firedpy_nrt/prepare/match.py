@@ -642,10 +642,13 @@ def run_stage(cfg: DictConfig) -> StageResult:
     csv_new = match_csv_text(matched.matched, output)
     unmatched_new = _unmatched_text(unmatched, unmatched_path)
     if output.exists():
-        same = output.read_text(encoding="utf-8") == csv_new and (
-            unmatched_path.exists() and unmatched_path.read_text(encoding="utf-8") == unmatched_new
-        )
-        if same:
+        if output.read_text(encoding="utf-8") == csv_new:
+            # the same match: keep it; unmatched.csv is only a report, refresh it if it differs
+            if not (
+                unmatched_path.exists()
+                and unmatched_path.read_text(encoding="utf-8") == unmatched_new
+            ):
+                atomic_write_text(unmatched_path, unmatched_new)
             log.info("match: %s is already up to date", output)
             result.skipped = len(matched.matched)
             return result
