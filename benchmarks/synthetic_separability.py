@@ -52,26 +52,14 @@ def iou(pred: np.ndarray, label: np.ndarray) -> float:
     return float((p & t).sum() / max((p | t).sum(), 1))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("match_csv", type=Path)
-    args = ap.parse_args()
-    rows = read_match_csv(args.match_csv).to_dict("records")
-    data = []
-    for row in rows:
-        with open_row(row) as r:
-            image, label = r.read()
-        data.append((row["fire_id"], image, label))
-    fires = sorted({f for f, _, _ in data}, key=int)
-    train = set(fires[: len(fires) * 5 // 8])
-    xs, ys = [], []
-    for fire, image, label in data:
-        if fire in train:
-            keep = label.ravel() != 255
-            xs.append(features(image)[keep])
-            ys.append(label.ravel()[keep].astype(float))
+def fit_and_score(data: list, train: set[str]) -> dict[str, list[float]]:
+    """Fit on the ``train`` fires, score every row of the others: IoU per row and method."""
+    x = np.concatenate([f[keep] for fire, _, _, f, keep in data if fire in train])
+    y = np.concatenate(
+        [label.ravel()[keep] for fire, _, label, _, keep in data if fire in train]
+    ).astype(float)
     # every third training pixel is plenty for five weights, and three times faster
-    x, y = np.concatenate(xs)[::3], np.concatenate(ys)[::3]
+    x, y = x[::3], y[::3]
     mu, sd = x.mean(0), x.std(0) + 1e-6
     z = np.c_[(x - mu) / sd, np.ones(len(x))]
     w = np.zeros(z.shape[1])
@@ -87,18 +75,37 @@ def main() -> None:
             ((lum_train < c) & (y == 1)).sum() / max(((lum_train < c) | (y == 1)).sum(), 1)
         ),
     )
-    scores = {"dnbr>=0.1": [], "lum alone": [], "fusion (logistic)": []}
-    cloud = []
-    for fire, image, label in data:
+    scores: dict[str, list[float]] = {"dnbr>=0.1": [], "lum alone": [], "fusion (logistic)": []}
+    for fire, image, label, f, _ in data:
         if fire in train:
             continue
-        f = features(image)
         shape = label.shape
         scores["dnbr>=0.1"].append(iou(np.nan_to_num(image[2], nan=-1.0) >= 0.1, label))
         scores["lum alone"].append(iou((f[:, 0] < best_cut).reshape(shape), label))
         zz = np.c_[(f - mu) / sd, np.ones(len(f))]
         scores["fusion (logistic)"].append(iou((zz @ w > 0).reshape(shape), label))
-        cloud.append(float(np.isnan(image[2])[label != 255].mean()))
+    return scores
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("match_csv", type=Path)
+    ap.add_argument(
+        "--leave-one-out", action="store_true", help="also hold out each fire in turn (slower)"
+    )
+    args = ap.parse_args()
+    rows = read_match_csv(args.match_csv).to_dict("records")
+    data = []
+    for row in rows:
+        with open_row(row) as r:
+            image, label = r.read()
+        data.append((row["fire_id"], image, label, features(image), label.ravel() != 255))
+    fires = sorted({d[0] for d in data}, key=int)
+    train = set(fires[: len(fires) * 5 // 8])
+    scores = fit_and_score(data, train)
+    cloud = [
+        float(np.isnan(im[2])[lab != 255].mean()) for f, im, lab, _, _ in data if f not in train
+    ]
     print(
         f"{len(rows)} rows, {len(fires)} fires ({len(train)} for fitting, {len(fires) - len(train)} "
         f"held out); dNBR NaN share on held-out rows: {np.mean(cloud):.2f}"
@@ -107,6 +114,14 @@ def main() -> None:
         print(f"held-out IoU, {name:18s}: {np.mean(values):.3f}")
     base = np.mean(scores["dnbr>=0.1"])
     print(f"ratio fusion / threshold: {np.mean(scores['fusion (logistic)']) / base:.2f}")
+    if args.leave_one_out:
+        wins = 0
+        for fire in fires:
+            s = fit_and_score(data, set(fires) - {fire})
+            thr, fused = np.mean(s["dnbr>=0.1"]), np.mean(s["fusion (logistic)"])
+            wins += fused > thr
+            print(f"fire {fire} held out: dnbr>=0.1 {thr:.3f}, fusion {fused:.3f}")
+        print(f"leave-one-fire-out: fusion beats the threshold on {wins} of {len(fires)} fires")
 
 
 if __name__ == "__main__":
