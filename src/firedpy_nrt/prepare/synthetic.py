@@ -567,7 +567,40 @@ def generate(cfg: SyntheticConfig, out_dir: Path) -> list[FireSummary]:
         )
         summaries.append(s)
     _write_events(events, out_dir)
+    write_preview(out_dir, summaries)
     return summaries
+
+
+def write_preview(out_dir: Path, summaries: list[FireSummary], max_fires: int = 12) -> Path:
+    """``preview.png``: per fire, its first pair's luminance and coherence change, label and dNBR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = summaries[:max_fires]
+    fig, axes = plt.subplots(len(shown), 4, figsize=(12, 3 * len(shown)), squeeze=False)
+    panels = (
+        ("lum_change", "luminance change (dB)", {"cmap": "RdBu", "vmin": -8, "vmax": 8}),
+        ("coh_change", "coherence change", {"cmap": "viridis", "vmin": -0.5, "vmax": 0.8}),
+        ("binary_product", "label (binary product)", {"cmap": "magma", "vmin": 0, "vmax": 1}),
+        ("dnbr", "dNBR", {"cmap": "YlOrRd", "vmin": -0.1, "vmax": 0.8}),
+    )
+    for ax_row, fire in zip(axes, shown, strict=True):
+        for ax, (sub, title, style) in zip(ax_row, panels, strict=True):
+            name = next(f for f in fire.files if f.startswith(sub + "/"))
+            with rasterio.open(out_dir / name) as ds:
+                data = ds.read(1, masked=True).astype("float32").filled(np.nan)
+            image = ax.imshow(data, **style)
+            ax.set_title(f"{fire.id}: {title}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path = out_dir / "preview.png"
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+    return path
 
 
 def _write_events(events: list[dict[str, Any]], out_dir: Path) -> None:
