@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from firedpy_nrt.config import require
+from firedpy_nrt.config.dnbr import DnbrConfig
 from firedpy_nrt.config.paths import PathsConfig
 from firedpy_nrt.data.layers import DEFAULT_PATTERNS
 
@@ -50,7 +51,7 @@ class PrepareConfig:
     match: MatchConfig = field(default_factory=MatchConfig)
     synthetic: Any = field(default_factory=dict)
     download: Any = field(default_factory=dict)
-    dnbr: Any = field(default_factory=dict)
+    dnbr: DnbrConfig = field(default_factory=DnbrConfig)
 
     def check(self) -> None:
         require(len(self.stages) > 0, "stages", "needs at least one stage")
