@@ -61,7 +61,9 @@ class RgbConfig:
     stretch: list[float] = field(default_factory=lambda: [0.0, 0.3])  # reflectance -> 0..255
 
     def check(self) -> None:
-        require(self.mode in ("quicklook", "reflectance"), "mode", "must be quicklook or reflectance")
+        require(
+            self.mode in ("quicklook", "reflectance"), "mode", "must be quicklook or reflectance"
+        )
         require(len(self.scenes) > 0, "scenes", "needs pre and/or post")
         for s in self.scenes:
             require(s in ("pre", "post"), "scenes", f"must be pre or post (got {s!r})")
@@ -89,13 +91,14 @@ class DnbrConfig:
     rgb: RgbConfig = field(default_factory=RgbConfig)
 
     def check(self) -> None:
-        require(
-            self.resolution is None or self.resolution > 0, "resolution", "must be > 0 or null"
-        )
+        require(self.resolution is None or self.resolution > 0, "resolution", "must be > 0 or null")
         require(-2.0 <= self.threshold <= 2.0, "threshold", "dNBR lies in [-2, 2]")
         require(
             len(self.severity_breaks) == 6
-            and all(a < b for a, b in zip(self.severity_breaks[:-1], self.severity_breaks[1:], strict=True)),
+            and all(
+                a < b
+                for a, b in zip(self.severity_breaks[:-1], self.severity_breaks[1:], strict=True)
+            ),
             "severity_breaks",
             "needs 6 increasing dNBR bounds",
         )

@@ -89,7 +89,10 @@ def burned(refl: dict[tuple[str, int], np.ndarray]) -> dict[tuple[str, int], np.
     out = {k: v.copy() for k, v in refl.items()}
     for (band, res), a in out.items():
         r, c = BURN
-        sl = (slice(r.start * 20 // res, r.stop * 20 // res), slice(c.start * 20 // res, c.stop * 20 // res))
+        sl = (
+            slice(r.start * 20 // res, r.stop * 20 // res),
+            slice(c.start * 20 // res, c.stop * 20 // res),
+        )
         if band in ("B08", "B8A"):
             a[sl] *= NIR_FACTOR
         elif band == "B12":
@@ -209,7 +212,9 @@ L8_BANDS = {2: "B2", 3: "B3", 4: "B4", 5: "B5", 7: "B7"}
 
 
 def l8_dn() -> dict[int, np.ndarray]:
-    return {n: _read_crop(L8_DIR / f"l8_{b}.tif", L8_X0, L8_Y0, 30, L8_N) for n, b in L8_BANDS.items()}
+    return {
+        n: _read_crop(L8_DIR / f"l8_{b}.tif", L8_X0, L8_Y0, 30, L8_N) for n, b in L8_BANDS.items()
+    }
 
 
 def l8_burned(dn: dict[int, np.ndarray], burn: tuple[slice, slice]) -> dict[int, np.ndarray]:
@@ -265,7 +270,9 @@ def write_landsat(
         transform=Affine(30, 0, x0, 0, -30, y0),
     )  # fmt: skip
     for n, a in dn.items():
-        with rasterio.open(folder / f"{product_id}_SR_B{n}.TIF", "w", dtype="uint16", **profile) as d:
+        with rasterio.open(
+            folder / f"{product_id}_SR_B{n}.TIF", "w", dtype="uint16", **profile
+        ) as d:
             d.write(a.astype(np.uint16), 1)
     with rasterio.open(folder / f"{product_id}_QA_PIXEL.TIF", "w", dtype="uint16", **profile) as d:
         d.write(qa.astype(np.uint16), 1)

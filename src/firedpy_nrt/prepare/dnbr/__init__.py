@@ -35,7 +35,9 @@ def _is_product(path: Path, folder: str) -> bool:
     if name.startswith(".") or name.endswith((".tmp", ".part", ".partial")):
         return False
     if folder == "sentinel":
-        return (path.is_dir() and name.endswith(".safe")) or (path.is_file() and name.endswith(".zip"))
+        return (path.is_dir() and name.endswith(".safe")) or (
+            path.is_file() and name.endswith(".zip")
+        )
     if path.is_dir():
         return True
     return name.endswith((".tar", ".tar.gz", ".tgz"))
@@ -76,9 +78,7 @@ def process_events(
             result.failed += failures
             if not scenes:
                 if not failures:
-                    result.failed.append(
-                        f"fire {event.id}: no {satellite} scenes under {fire_dir}"
-                    )
+                    result.failed.append(f"fire {event.id}: no {satellite} scenes under {fire_dir}")
                 continue
             pairs, failures = choose(event, scenes, cfg.pairing)
             result.failed += failures

@@ -296,22 +296,28 @@ def write_rgb(scene: Scene, grid: Grid, cfg: DnbrConfig, path: Path) -> Path:
     bands = [scene.band(role) for role in RGB_ROLES]
     quicklook = cfg.rgb.mode == "quicklook"
     lo, hi = cfg.rgb.stretch
-    with GridReader(grid) as reader, CogWriter(
-        path,
-        grid,
-        "uint8" if quicklook else "float32",
-        count=3,
-        nodata=0 if quicklook else float("nan"),
-        descriptions=("red", "green", "blue"),
-        tags={"product": scene.product, "mode": cfg.rgb.mode},
-    ) as writer:
+    with (
+        GridReader(grid) as reader,
+        CogWriter(
+            path,
+            grid,
+            "uint8" if quicklook else "float32",
+            count=3,
+            nodata=0 if quicklook else float("nan"),
+            descriptions=("red", "green", "blue"),
+            tags={"product": scene.product, "mode": cfg.rgb.mode},
+        ) as writer,
+    ):
         for role, band in zip(RGB_ROLES, bands, strict=True):
             reader.add(role, band.path, scene.product, Resampling.average
                        if grid.res > _grid_of(band.path, scene.product).res * 1.001
                        else Resampling.bilinear, band.nodata)  # fmt: skip
         for window in grid.windows(cfg.block_size):
             refl = np.stack(
-                [b.reflectance(reader.read(role, window)) for role, b in zip(RGB_ROLES, bands, strict=True)]
+                [
+                    b.reflectance(reader.read(role, window))
+                    for role, b in zip(RGB_ROLES, bands, strict=True)
+                ]
             )
             if quicklook:
                 scaled = np.clip((refl - lo) / (hi - lo) * 254.0 + 1.0, 1.0, 255.0)

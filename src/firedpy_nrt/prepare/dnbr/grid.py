@@ -57,7 +57,10 @@ class Grid:
             self.crs == other.crs
             and self.width == other.width
             and self.height == other.height
-            and all(abs(a - b) <= tol for a, b in zip(self.transform[:6], other.transform[:6], strict=True))
+            and all(
+                abs(a - b) <= tol
+                for a, b in zip(self.transform[:6], other.transform[:6], strict=True)
+            )
         )
 
     def coarsened(self, res: float) -> Grid:
@@ -155,7 +158,9 @@ class GridReader:
                     )
                 )
         except RasterioError as exc:
-            raise DataError(f"{product}: cannot open {path.rsplit('/', 1)[-1]} ({_first(exc)})") from None
+            raise DataError(
+                f"{product}: cannot open {path.rsplit('/', 1)[-1]} ({_first(exc)})"
+            ) from None
         self._open[key] = src
         self._names[key] = f"{product}: cannot read {path.rsplit('/', 1)[-1]}"
         return src_grid

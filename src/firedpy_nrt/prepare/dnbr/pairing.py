@@ -47,7 +47,9 @@ class Pair:
     valid_pixels: int  # valid in both scenes inside the buffered polygon (scoring lattice)
 
 
-def candidates(event: Event, scenes: Iterable[Scene], cfg: PairingConfig) -> list[tuple[Scene, Scene]]:
+def candidates(
+    event: Event, scenes: Iterable[Scene], cfg: PairingConfig
+) -> list[tuple[Scene, Scene]]:
     """Every (pre, post) pair of one tile within the date windows, closest dates first."""
     pre, post = [], []
     for s in scenes:
@@ -60,9 +62,7 @@ def candidates(event: Event, scenes: Iterable[Scene], cfg: PairingConfig) -> lis
             cfg.post_days is None or day <= event.last_date + timedelta(days=cfg.post_days)
         ):
             post.append(s)
-    pairs = [
-        (a, b) for a in pre for b in post if a.family == b.family and a.tile == b.tile
-    ]
+    pairs = [(a, b) for a in pre for b in post if a.family == b.family and a.tile == b.tile]
     pairs.sort(
         key=lambda p: (
             (p[1].acquired.date() - event.last_date).days,
@@ -74,13 +74,17 @@ def candidates(event: Event, scenes: Iterable[Scene], cfg: PairingConfig) -> lis
     return pairs
 
 
-def _scoring_grid(scene: Scene, polygon_4326: BaseGeometry, buffer_m: float) -> tuple[Grid, np.ndarray]:
+def _scoring_grid(
+    scene: Scene, polygon_4326: BaseGeometry, buffer_m: float
+) -> tuple[Grid, np.ndarray]:
     """A grid on ``scene``'s quality lattice around the buffered polygon, and the inside mask."""
     try:
         with rasterio.open(scene.quality.path) as q:
             base = Grid.of(q)
     except rasterio.errors.RasterioError as exc:
-        raise DataError(f"{scene.product}: cannot open its quality band ({exc})".splitlines()[0]) from None
+        raise DataError(
+            f"{scene.product}: cannot open its quality band ({exc})".splitlines()[0]
+        ) from None
     poly = to_grid_crs(polygon_4326, base.crs, buffer_m)
     left, bottom, right, top = poly.bounds
     res = base.res
