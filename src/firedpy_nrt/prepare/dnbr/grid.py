@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+import rasterio.warp
+import rasterio.windows
 from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
@@ -104,18 +106,115 @@ def overlaps(a: Grid, b: Grid) -> bool:
     return bl < ar and br > al and bb < at and bt > ab
 
 
+class LatticeUpsampler:
+    """Reads a band onto a target grid whose pixels split the band's pixels k x k (k integer).
+
+    The Sentinel-2 case (B12 and SCL at 20 m onto B08 at 10 m, one origin) and Landsat scenes of
+    one path/row (same 30 m lattice, other extent). GDAL's warper does this about ten times slower
+    than the window read plus NumPy here. ``nearest`` copies each source pixel k x k times;
+    ``bilinear`` interpolates between the four source pixel centres around each target centre,
+    leaving nodata source pixels out of the weights, and is nodata where the source pixel under
+    the target centre is (both as GDAL's warper does); outside the band is nodata.
+    """
+
+    def __init__(
+        self,
+        src: rasterio.io.DatasetReaderBase,
+        grid: Grid,
+        k: int,
+        bilinear: bool,
+        nodata: float | None,
+    ) -> None:
+        self.src = src
+        self.k = k
+        self.bilinear = bilinear
+        self.nodata = nodata
+        # Target pixel index r sits at source pixel coordinate (r + off) / k.
+        self.off_col = round((grid.transform.c - src.transform.c) / grid.res)
+        self.off_row = round((src.transform.f - grid.transform.f) / grid.res)
+
+    def _source(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Source rows r0..r1-1, cols c0..c1-1 (may lie outside) and their validity."""
+        h, w = self.src.height, self.src.width
+        fill = 0 if self.nodata is None else self.nodata
+        out = np.full((r1 - r0, c1 - c0), fill, dtype=self.src.dtypes[0])
+        rr0, rr1, cc0, cc1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+        valid = np.zeros(out.shape, bool)
+        if rr0 < rr1 and cc0 < cc1:
+            block = self.src.read(1, window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+            out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = block
+            valid[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = (
+                True if self.nodata is None else block != self.nodata
+            )
+        return out, valid
+
+    def read(self, window: Window) -> np.ndarray:
+        rows = np.arange(int(window.row_off), int(window.row_off + window.height)) + self.off_row
+        cols = np.arange(int(window.col_off), int(window.col_off + window.width)) + self.off_col
+        k = self.k
+        if not self.bilinear:
+            ir, ic = (rows * 2 + 1) // (2 * k), (cols * 2 + 1) // (2 * k)
+            a, valid = self._source(ir[0], ir[-1] + 1, ic[0], ic[-1] + 1)
+            out = a[np.ix_(ir - ir[0], ic - ic[0])]
+            if self.nodata is None:  # outside the band: 0, like a WarpedVRT without nodata
+                out[~valid[np.ix_(ir - ir[0], ic - ic[0])]] = 0
+            return out
+        ur, uc = (rows + 0.5) / k - 0.5, (cols + 0.5) / k - 0.5
+        r0, c0 = np.floor(ur).astype(int), np.floor(uc).astype(int)
+        wr, wc = (ur - r0).astype(np.float32), (uc - c0).astype(np.float32)
+        a, valid = self._source(r0[0], r0[-1] + 2, c0[0], c0[-1] + 2)
+        v = valid.astype(np.float32)
+        av = a.astype(np.float32) * v
+        ir = r0 - r0[0]
+        ic = c0 - c0[0]
+
+        def interp(x: np.ndarray) -> np.ndarray:
+            x = x[ir] * (1 - wr)[:, None] + x[ir + 1] * wr[:, None]
+            return x[:, ic] * (1 - wc)[None, :] + x[:, ic + 1] * wc[None, :]
+
+        num, den = interp(av), interp(v)
+        # Like GDAL's warper: nodata where the source pixel under the target centre is nodata
+        # (or outside the band); elsewhere the kernel renormalises over its valid pixels.
+        nr, nc = (rows * 2 + 1) // (2 * k) - r0[0], (cols * 2 + 1) // (2 * k) - c0[0]
+        ok = (den > 1e-6) & valid[np.ix_(nr, nc)]
+        value = np.zeros(num.shape, np.float32)
+        np.divide(num, den, out=value, where=ok)
+        if np.issubdtype(a.dtype, np.integer):
+            info = np.iinfo(a.dtype)
+            value = np.clip(np.round(value), info.min, info.max)
+        out = value.astype(a.dtype)
+        if self.nodata is not None:
+            # A valid result must not read as nodata after rounding (DN 1 next to DN 0 fill).
+            out[ok & (out == self.nodata)] = np.asarray(self.nodata + 1, dtype=a.dtype)
+            out[~ok] = self.nodata
+        return out
+
+
+def _integer_upsampling(src_grid: Grid, grid: Grid) -> int | None:
+    """k when ``grid``'s pixels split ``src_grid``'s k x k on one lattice, else None."""
+    if src_grid.crs != grid.crs or src_grid.transform.b or src_grid.transform.d:
+        return None
+    if src_grid.transform.e != -src_grid.transform.a:
+        return None
+    k = src_grid.res / grid.res
+    if abs(k - round(k)) > 1e-9 or round(k) < 1:
+        return None
+    return round(k) if _on_lattice(grid.transform, src_grid.transform, grid.res) else None
+
+
 class GridReader:
-    """Opens GDAL paths onto one target grid; use as a context manager, then ``read(path, window)``.
+    """Opens GDAL paths onto one target grid; use as a context manager, then ``read(key, window)``.
 
     Every dataset is opened once and closed on exit. A band whose grid equals the target is read
-    directly; otherwise a WarpedVRT resamples it (``resampling`` per path) with its nodata value
-    kept out of the kernel and filled outside its extent.
+    directly; one on the same lattice (or a k-times coarser one) through ``LatticeUpsampler``;
+    anything else through a WarpedVRT (``resampling`` per band) with its nodata value kept out of
+    the kernel and filled outside its extent.
     """
 
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
         self._stack = ExitStack()
-        self._open: dict[str, rasterio.io.DatasetReaderBase] = {}
+        self._open: dict[str, object] = {}
         self._names: dict[str, str] = {}
 
     def __enter__(self) -> GridReader:
@@ -133,48 +232,53 @@ class GridReader:
         nodata: float | None = 0,
     ) -> Grid:
         """Register ``path`` under ``key``; DataError naming ``product`` if GDAL cannot open it."""
+        name = path.rsplit("/", 1)[-1]
         try:
             src = self._stack.enter_context(rasterio.open(path))
-            src_grid = Grid.of(src)
             if src.crs is None:
-                raise DataError(f"{product}: {path.rsplit('/', 1)[-1]} has no CRS")
-            if not src_grid.same_as(self.grid):
-                aligned = (
-                    src_grid.crs == self.grid.crs
-                    and math.isclose(src_grid.res, self.grid.res, rel_tol=1e-9)
-                    and _on_lattice(src_grid.transform, self.grid.transform)
+                raise DataError(f"{product}: {name} has no CRS")
+            src_grid = Grid.of(src)
+            reader: object = src
+            k = None if src_grid.same_as(self.grid) else _integer_upsampling(src_grid, self.grid)
+            if src_grid.same_as(self.grid):
+                reader = src
+            elif k is not None and resampling in (Resampling.nearest, Resampling.bilinear):
+                reader = LatticeUpsampler(
+                    src, self.grid, k, k > 1 and resampling == Resampling.bilinear, nodata
                 )
-                src = self._stack.enter_context(
+            else:
+                reader = self._stack.enter_context(
                     WarpedVRT(
                         src,
                         crs=self.grid.crs,
                         transform=self.grid.transform,
                         width=self.grid.width,
                         height=self.grid.height,
-                        # Same pixel lattice: nearest is an exact copy (no kernel smoothing).
-                        resampling=Resampling.nearest if aligned else resampling,
+                        resampling=resampling,
                         src_nodata=nodata,
                         nodata=nodata,
                     )
                 )
         except RasterioError as exc:
-            raise DataError(
-                f"{product}: cannot open {path.rsplit('/', 1)[-1]} ({_first(exc)})"
-            ) from None
-        self._open[key] = src
-        self._names[key] = f"{product}: cannot read {path.rsplit('/', 1)[-1]}"
+            raise DataError(f"{product}: cannot open {name} ({_first(exc)})") from None
+        self._open[key] = reader
+        self._names[key] = f"{product}: cannot read {name}"
         return src_grid
 
     def read(self, key: str, window: Window) -> np.ndarray:
+        reader = self._open[key]
         try:
-            return self._open[key].read(1, window=window)
+            if isinstance(reader, LatticeUpsampler):
+                return reader.read(window)
+            return reader.read(1, window=window)
         except RasterioError as exc:
             raise DataError(f"{self._names[key]} ({_first(exc)})") from None
 
 
-def _on_lattice(a: Affine, b: Affine) -> bool:
-    dx = (a.c - b.c) / b.a
-    dy = (a.f - b.f) / b.e
+def _on_lattice(a: Affine, b: Affine, step: float) -> bool:
+    """Whether the origins of ``a`` and ``b`` differ by whole multiples of ``step``."""
+    dx = (a.c - b.c) / step
+    dy = (a.f - b.f) / step
     return abs(dx - round(dx)) < 1e-6 and abs(dy - round(dy)) < 1e-6
 
 
