@@ -152,41 +152,47 @@ class LatticeUpsampler:
         rows = np.arange(int(window.row_off), int(window.row_off + window.height)) + self.off_row
         cols = np.arange(int(window.col_off), int(window.col_off + window.width)) + self.off_col
         k = self.k
+        # Index of the source pixel under each target centre.
+        nr, nc = (rows * 2 + 1) // (2 * k), (cols * 2 + 1) // (2 * k)
         if not self.bilinear:
-            ir, ic = (rows * 2 + 1) // (2 * k), (cols * 2 + 1) // (2 * k)
-            a, valid = self._source(ir[0], ir[-1] + 1, ic[0], ic[-1] + 1)
-            out = a[np.ix_(ir - ir[0], ic - ic[0])]
-            if self.nodata is None:  # outside the band: 0, like a WarpedVRT without nodata
-                out[~valid[np.ix_(ir - ir[0], ic - ic[0])]] = 0
+            a, valid = self._source(nr[0], nr[-1] + 1, nc[0], nc[-1] + 1)
+            nr, nc = nr - nr[0], nc - nc[0]
+            out = a.take(nr, axis=0).take(nc, axis=1)
+            if self.nodata is None and not valid.all():  # outside the band: 0, as a WarpedVRT
+                out[~valid.take(nr, axis=0).take(nc, axis=1)] = 0
             return out
         ur, uc = (rows + 0.5) / k - 0.5, (cols + 0.5) / k - 0.5
         r0, c0 = np.floor(ur).astype(int), np.floor(uc).astype(int)
-        wr, wc = (ur - r0).astype(np.float32), (uc - c0).astype(np.float32)
+        wr, wc = (ur - r0).astype(np.float32)[:, None], (uc - c0).astype(np.float32)[None, :]
         a, valid = self._source(r0[0], r0[-1] + 2, c0[0], c0[-1] + 2)
-        v = valid.astype(np.float32)
-        av = a.astype(np.float32) * v
-        ir = r0 - r0[0]
-        ic = c0 - c0[0]
+        ir, ic = r0 - r0[0], c0 - c0[0]
+        nr, nc = nr - r0[0], nc - c0[0]
 
         def interp(x: np.ndarray) -> np.ndarray:
-            x = x[ir] * (1 - wr)[:, None] + x[ir + 1] * wr[:, None]
-            return x[:, ic] * (1 - wc)[None, :] + x[:, ic + 1] * wc[None, :]
+            x = x.take(ir, axis=0) * (1 - wr) + x.take(ir + 1, axis=0) * wr
+            return x.take(ic, axis=1) * (1 - wc) + x.take(ic + 1, axis=1) * wc
 
-        num, den = interp(av), interp(v)
-        # Like GDAL's warper: nodata where the source pixel under the target centre is nodata
-        # (or outside the band); elsewhere the kernel renormalises over its valid pixels.
-        nr, nc = (rows * 2 + 1) // (2 * k) - r0[0], (cols * 2 + 1) // (2 * k) - c0[0]
-        ok = (den > 1e-6) & valid[np.ix_(nr, nc)]
-        value = np.zeros(num.shape, np.float32)
-        np.divide(num, den, out=value, where=ok)
+        if valid.all():  # the usual block: a plain convex combination
+            value = interp(a.astype(np.float32))
+            ok = None
+        else:
+            # Like GDAL's warper: nodata where the source pixel under the target centre is nodata
+            # (or outside the band); elsewhere the kernel renormalises over its valid pixels.
+            v = valid.astype(np.float32)
+            num, den = interp(a.astype(np.float32) * v), interp(v)
+            ok = (den > 1e-6) & valid.take(nr, axis=0).take(nc, axis=1)
+            value = np.zeros(num.shape, np.float32)
+            np.divide(num, den, out=value, where=ok)
         if np.issubdtype(a.dtype, np.integer):
-            info = np.iinfo(a.dtype)
-            value = np.clip(np.round(value), info.min, info.max)
+            np.rint(value, out=value)
         out = value.astype(a.dtype)
         if self.nodata is not None:
             # A valid result must not read as nodata after rounding (DN 1 next to DN 0 fill).
-            out[ok & (out == self.nodata)] = np.asarray(self.nodata + 1, dtype=a.dtype)
-            out[~ok] = self.nodata
+            clash = out == self.nodata
+            if ok is not None:
+                clash &= ok
+                out[~ok] = self.nodata
+            out[clash] = np.asarray(self.nodata + 1, dtype=a.dtype)
         return out
 
 
