@@ -1,0 +1,137 @@
+"""Schema of the ``download`` stage of ``prepare.py`` (``download.*`` keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from firedpy_nrt.config import require
+
+CDSE_TOKEN_URL = (
+    "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
+)
+CDSE_CATALOGUE_URL = "https://catalogue.dataspace.copernicus.eu/odata/v1"
+CDSE_DOWNLOAD_URL = "https://download.dataspace.copernicus.eu/odata/v1"
+SENTINEL_PROVIDERS = ("cdse", "dhus")
+LANDSAT_PROVIDERS = ("cdse",)
+
+
+def _is_http_url(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc) and "@" not in parsed.netloc
+
+
+@dataclass
+class CdseConfig:
+    """Copernicus Data Space Ecosystem endpoints (the real services by default)."""
+
+    token_url: str = CDSE_TOKEN_URL
+    catalogue_url: str = CDSE_CATALOGUE_URL
+    download_url: str = CDSE_DOWNLOAD_URL
+    client_id: str = "cdse-public"
+    #: Redirects keep the Authorization header only on these hosts (and the endpoints' own hosts).
+    trusted_hosts: list[str] = field(default_factory=lambda: [".dataspace.copernicus.eu"])
+    #: Refresh the access token this many seconds before it expires.
+    token_margin_s: float = 60.0
+
+    def check(self) -> None:
+        for key in ("token_url", "catalogue_url", "download_url"):
+            require(
+                _is_http_url(getattr(self, key)),
+                key,
+                "must be an http(s) URL without credentials in it",
+            )
+        require(self.token_margin_s >= 0, "token_margin_s", "must be >= 0")
+
+
+@dataclass
+class DhusConfig:
+    """A hub that still speaks the DHuS API, searched through sentinelsat."""
+
+    api_url: str = "https://apihub.copernicus.eu/apihub"
+    platform: str = "Sentinel-2"
+
+    def check(self) -> None:
+        require(_is_http_url(self.api_url), "api_url", "must be an http(s) URL without credentials")
+
+
+@dataclass
+class SentinelSearchConfig:
+    collection: str = "SENTINEL-2"
+    product_type: str = "S2MSI2A"
+
+
+@dataclass
+class LandsatSearchConfig:
+    #: Data Space collections searched for Landsat 8 and 9.
+    collections: list[str] = field(default_factory=lambda: ["LANDSAT-8", "LANDSAT-9"])
+    #: Collection 2 Level-2 surface reflectance: the product names carry this level.
+    level: str = "L2SP"
+    #: Keep only these tiers (T1, T2, RT); empty keeps all.
+    tiers: list[str] = field(default_factory=lambda: ["T1"])
+
+    def check(self) -> None:
+        require(len(self.collections) > 0, "collections", "needs at least one collection")
+        require(self.level.isalnum(), "level", "must be a level code such as L2SP")
+        for tier in self.tiers:
+            require(tier in ("T1", "T2", "RT"), "tiers", f"unknown tier {tier!r} (T1, T2 or RT)")
+
+
+@dataclass
+class DownloadConfig:
+    sentinel_provider: str = "cdse"
+    landsat_provider: str = "cdse"
+    #: Search from ig_date minus this many days ...
+    days_before: int = 30
+    #: ... to last_date plus this many days.
+    days_after: int = 30
+    #: Keep this many scenes per tile before ig_date and after last_date (nearest in time);
+    #: null keeps every scene of the window.
+    scenes_per_side: int | None = None
+    cloud_cover: float = 30.0
+    page_size: int = 100
+    workers: int = 4
+    retries: int = 5
+    backoff_s: float = 2.0
+    backoff_max_s: float = 120.0
+    retry_after_max_s: float = 900.0
+    connect_timeout_s: float = 30.0
+    read_timeout_s: float = 300.0
+    chunk_bytes: int = 1 << 20
+    keep_archives: bool = False
+    progress: bool = True
+    #: CRS of the events file when it has none (e.g. a CSV); null: lon/lat or MODIS sinusoidal.
+    events_crs: str | None = None
+    cdse: CdseConfig = field(default_factory=CdseConfig)
+    dhus: DhusConfig = field(default_factory=DhusConfig)
+    sentinel: SentinelSearchConfig = field(default_factory=SentinelSearchConfig)
+    landsat: LandsatSearchConfig = field(default_factory=LandsatSearchConfig)
+
+    def check(self) -> None:
+        require(
+            self.sentinel_provider in SENTINEL_PROVIDERS,
+            "sentinel_provider",
+            f"must be one of {', '.join(SENTINEL_PROVIDERS)} (got {self.sentinel_provider!r})",
+        )
+        require(
+            self.landsat_provider in LANDSAT_PROVIDERS,
+            "landsat_provider",
+            f"must be one of {', '.join(LANDSAT_PROVIDERS)} (got {self.landsat_provider!r})",
+        )
+        require(self.days_before >= 0, "days_before", "must be >= 0")
+        require(self.days_after >= 0, "days_after", "must be >= 0")
+        require(
+            self.scenes_per_side is None or self.scenes_per_side >= 1,
+            "scenes_per_side",
+            "must be >= 1 or null",
+        )
+        require(0 <= self.cloud_cover <= 100, "cloud_cover", "must be between 0 and 100")
+        require(1 <= self.page_size <= 1000, "page_size", "must be between 1 and 1000")
+        require(1 <= self.workers <= 16, "workers", "must be between 1 and 16")
+        require(self.retries >= 0, "retries", "must be >= 0")
+        require(self.backoff_s >= 0, "backoff_s", "must be >= 0")
+        require(self.backoff_max_s >= self.backoff_s, "backoff_max_s", "must be >= backoff_s")
+        require(self.retry_after_max_s >= 0, "retry_after_max_s", "must be >= 0")
+        require(self.connect_timeout_s > 0, "connect_timeout_s", "must be > 0")
+        require(self.read_timeout_s > 0, "read_timeout_s", "must be > 0")
+        require(self.chunk_bytes >= 1024, "chunk_bytes", "must be >= 1024")

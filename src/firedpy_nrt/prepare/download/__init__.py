@@ -1,0 +1,251 @@
+"""The ``download`` stage: search each fire's scenes and fetch them, extracted, with a manifest.
+
+Layout (read by the dNBR stage)::
+
+    <paths.data_dir>/scenes/<fire id>/manifest.json
+    <paths.data_dir>/scenes/<fire id>/sentinel/<name>.SAFE/
+    <paths.data_dir>/scenes/<fire id>/landsat/<product id>/
+
+Searches run one after another (a failure there stops the stage with one line); downloads run
+``download.workers`` at a time, and a product that fails is recorded in the manifest and the
+stage result with its reason while the others carry on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from omegaconf import DictConfig, OmegaConf
+
+from firedpy_nrt.config.download import DownloadConfig
+from firedpy_nrt.errors import ConfigError, CredentialsError, DataError, DownloadError, FiredpyError
+from firedpy_nrt.prepare.download.archive import archive_kind, extract
+from firedpy_nrt.prepare.download.cdse import BearerAuth, CdseCatalogue, CdseProvider, TokenSource
+from firedpy_nrt.prepare.download.credentials import (
+    SECRETS,
+    cdse_credentials,
+    dhus_credentials,
+    scrub,
+)
+from firedpy_nrt.prepare.download.landsat import LandsatCdseProvider
+from firedpy_nrt.prepare.download.manifest import COMPLETE, FAILED, Manifest
+from firedpy_nrt.prepare.download.product import Product, Provider, search_window, select
+from firedpy_nrt.prepare.download.retry import RetryPolicy
+from firedpy_nrt.prepare.download.transfer import TransferSettings, file_md5, part_path
+from firedpy_nrt.prepare.events import FireEvent, read_events
+from firedpy_nrt.prepare.pipeline import StageResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_stage", "download_events", "build_providers"]
+
+
+@dataclass
+class _Job:
+    event: FireEvent
+    product: Product
+    provider: Provider
+    manifest: Manifest
+    folder: Path
+
+
+def download_config(cfg: DictConfig) -> DownloadConfig:
+    """The validated ``download`` section of the prepare config."""
+    node = cfg.get("download") or {}
+    merged = OmegaConf.merge(OmegaConf.structured(DownloadConfig), node)
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def build_providers(dl: DownloadConfig, satellites: list[str]) -> dict[str, Provider]:
+    """One provider per satellite; credentials are read (and checked present) here."""
+    policy = RetryPolicy(dl.retries, dl.backoff_s, dl.backoff_max_s, dl.retry_after_max_s)
+    settings = TransferSettings(
+        policy, dl.connect_timeout_s, dl.read_timeout_s, dl.chunk_bytes, dl.progress
+    )
+    providers: dict[str, Provider] = {}
+    needs_cdse = ("landsat" in satellites and dl.landsat_provider == "cdse") or (
+        "sentinel" in satellites and dl.sentinel_provider == "cdse"
+    )
+    if needs_cdse:
+        credentials = cdse_credentials(urlparse(dl.cdse.token_url).hostname)
+        tokens = TokenSource(
+            dl.cdse, credentials, policy, (dl.connect_timeout_s, dl.read_timeout_s)
+        )
+        auth = BearerAuth(tokens, dl.cdse)
+        catalogue = CdseCatalogue(dl, policy)
+        if "sentinel" in satellites and dl.sentinel_provider == "cdse":
+            providers["sentinel"] = CdseProvider("sentinel", dl, catalogue, auth, settings)
+        if "landsat" in satellites:
+            providers["landsat"] = LandsatCdseProvider("landsat", dl, catalogue, auth, settings)
+    if "sentinel" in satellites and dl.sentinel_provider == "dhus":
+        from firedpy_nrt.prepare.download.dhus import DhusProvider
+
+        host = urlparse(dl.dhus.api_url).hostname or ""
+        providers["sentinel"] = DhusProvider(dl, dhus_credentials(host), settings)
+    return providers
+
+
+@contextlib.contextmanager
+def _scrubbed_logs() -> Iterator[None]:
+    """Mask every secret in records reaching the root logger's handlers (console, log file)."""
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(SECRETS)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(SECRETS)
+
+
+def run_stage(cfg: DictConfig) -> StageResult:
+    """Download the scenes of ``cfg.events`` (``event_ids``) for ``cfg.satellite``."""
+    dl = download_config(cfg)
+    if not cfg.get("events"):
+        raise ConfigError(
+            "config key 'events': the download stage needs a FIREDpy events file (events=PATH)"
+        )
+    satellites = ["sentinel", "landsat"] if cfg.satellite == "both" else [str(cfg.satellite)]
+    with _scrubbed_logs():
+        try:
+            events = read_events(
+                cfg.events, ids=list(cfg.get("event_ids") or []), crs=dl.events_crs
+            )
+            providers = build_providers(dl, satellites)
+            return download_events(
+                events,
+                providers,
+                Path(cfg.paths.data_dir) / "scenes",
+                dl,
+                overwrite=bool(cfg.get("overwrite", False)),
+            )
+        except FiredpyError as exc:
+            # Whatever went wrong, the one line the user sees carries no secret.
+            raise type(exc)(scrub(str(exc))) from None
+
+
+def download_events(
+    events: list[FireEvent],
+    providers: dict[str, Provider],
+    scenes_dir: Path,
+    dl: DownloadConfig,
+    overwrite: bool = False,
+) -> StageResult:
+    """Search every event with every provider, then fetch what is not there yet."""
+    result = StageResult("download")
+    jobs: list[_Job] = []
+    for event in events:
+        event_dir = scenes_dir / event.id
+        manifest = Manifest(event_dir, event)
+        start, end = search_window(event, dl.days_before, dl.days_after)
+        for satellite, provider in providers.items():
+            found = provider.search(event, start, end)
+            products = select(found, event, dl.scenes_per_side)
+            if not products:
+                log.warning(
+                    "fire %s %s: no products from %s between %s and %s (cloud cover <= %s%%)",
+                    event.id,
+                    satellite,
+                    provider.name,
+                    start,
+                    end,
+                    dl.cloud_cover,
+                )
+            else:
+                log.info(
+                    "fire %s %s: %d products (%d found) between %s and %s",
+                    event.id,
+                    satellite,
+                    len(products),
+                    len(found),
+                    start,
+                    end,
+                )
+            for product in products:
+                folder = event_dir / satellite / product.folder_name
+                if not overwrite and manifest.is_complete(product):
+                    result.skipped += 1
+                    continue
+                if not overwrite and folder.is_dir():
+                    # Folders appear only by a rename after a full extraction, so it is whole.
+                    manifest.record(product, COMPLETE)
+                    result.skipped += 1
+                    continue
+                jobs.append(_Job(event, product, provider, manifest, folder))
+        manifest.save()
+
+    if not jobs:
+        return result
+    cancelled = threading.Event()
+    lock = threading.Lock()
+    with ThreadPoolExecutor(max_workers=dl.workers, thread_name_prefix="download") as pool:
+        futures = {pool.submit(_run_job, job, dl, overwrite, cancelled): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            error = future.result()
+            with lock:
+                if error is None:
+                    result.written += 1
+                else:
+                    result.failed.append(scrub(f"{job.product.label(job.event.id)}: {error}"))
+    return result
+
+
+def _reusable_archive(archive: Path, product: Product) -> bool:
+    """An archive left by a run that stopped before extracting, still matching its checksum."""
+    if not archive.is_file():
+        return False
+    if product.size is not None and archive.stat().st_size != product.size:
+        return False
+    return not product.md5 or file_md5(archive) == product.md5.lower()
+
+
+def _run_job(
+    job: _Job, dl: DownloadConfig, overwrite: bool, cancelled: threading.Event
+) -> str | None:
+    """Download and extract one product; return None, or why it failed."""
+    product, label = job.product, job.product.label(job.event.id)
+    if cancelled.is_set():
+        reason = "not attempted: the credentials were refused"
+        job.manifest.record(product, FAILED, reason)
+        return reason
+    archive = job.folder.parent / product.archive_name
+    try:
+        job.folder.parent.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            part_path(archive).unlink(missing_ok=True)
+        if overwrite or not _reusable_archive(archive, product):
+            archive.unlink(missing_ok=True)
+            log.info("%s: downloading (%s bytes)", label, product.size or "?")
+            job.provider.download(product, archive)
+        extract(archive, job.folder, overwrite=overwrite)
+        if dl.keep_archives:
+            kept = archive.with_suffix(f".{archive_kind(archive)}")
+            archive.replace(kept)
+        else:
+            archive.unlink()
+    except CredentialsError as exc:
+        cancelled.set()
+        reason = scrub(str(exc))
+    except (DownloadError, DataError) as exc:
+        reason = scrub(str(exc))
+        if "refused member" in reason or "refused link" in reason or "corrupt" in reason:
+            # The archive matched its checksum, so fetching it again would give the same bytes.
+            archive.unlink(missing_ok=True)
+    except OSError as exc:
+        reason = scrub(f"{type(exc).__name__}: {exc}")
+    else:
+        job.manifest.record(product, COMPLETE)
+        log.info("%s: complete", label)
+        return None
+    reason = reason.removeprefix(f"{product.name}: ")
+    job.manifest.record(product, FAILED, reason)
+    log.error("%s: failed: %s", label, reason)
+    return reason
