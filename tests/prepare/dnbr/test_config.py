@@ -19,7 +19,11 @@ def composed(tmp_path, *overrides: str):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(
             "prepare",
-            overrides=[f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path}/out", *overrides],
+            overrides=[
+                f"paths.data_dir={tmp_path}",
+                f"paths.output_dir={tmp_path}/out",
+                *overrides,
+            ],
         )
 
 

@@ -71,6 +71,7 @@ def process_events(
     result = StageResult("dnbr")
     scenes_dir, out_dir = Path(cfg.scenes_dir), Path(cfg.output_dir)
     events = list(events)
+    out_dir.mkdir(parents=True, exist_ok=True)  # the match stage lists it even when empty
     with rasterio.Env(GDAL_CACHEMAX=cfg.gdal_cache_mb):
         for event in tqdm(events, desc="dnbr", unit="fire", disable=len(events) < 2):
             fire_dir = scenes_dir / str(event.id)
