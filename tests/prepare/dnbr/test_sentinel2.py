@@ -259,3 +259,14 @@ def test_existing_outputs_are_kept_unless_overwrite(s2_fire):
     assert again.written == 0 and again.skipped == 2 and path.stat().st_mtime_ns == before
     forced = process_events([s2_fire.event], cfg, overwrite=True)
     assert forced.written == 2 and path.stat().st_mtime_ns != before
+
+
+def test_archive_beside_its_folder_is_read_once(s2_fire):
+    """download.keep_archives=true leaves X.zip beside X.SAFE: one scene, not two."""
+    sentinel = s2_fire.data_dir / "scenes" / FIRE_ID / "sentinel"
+    zip_product(sentinel / s2_fire.post_name, sentinel)
+    scenes, failures = find_scenes(sentinel.parent, "sentinel", make_cfg(s2_fire.data_dir))
+    assert failures == [] and sorted(s.product for s in scenes) == sorted(
+        [s2_fire.pre_name, s2_fire.post_name]
+    )
+    assert all(not s.band("nir").path.startswith("/vsizip/") for s in scenes)

@@ -43,6 +43,13 @@ def _is_product(path: Path, folder: str) -> bool:
     return name.endswith((".tar", ".tar.gz", ".tgz"))
 
 
+def _product_key(name: str) -> str:
+    """``X.SAFE``, ``X.zip``, ``X.SAFE.zip``, ``X.tar`` -> ``X``."""
+    for suffix in (".zip", ".tar.gz", ".tgz", ".tar", ".SAFE", ".safe"):
+        name = name.removesuffix(suffix)
+    return name
+
+
 def find_scenes(fire_dir: Path, satellite: str, cfg: DnbrConfig) -> tuple[list[Scene], list[str]]:
     """Every readable product under ``fire_dir``'s sensor folders, and a message per unusable one."""
     scenes: list[Scene] = []
@@ -51,9 +58,16 @@ def find_scenes(fire_dir: Path, satellite: str, cfg: DnbrConfig) -> tuple[list[S
         root = fire_dir / folder
         if not root.is_dir():
             continue
-        for path in sorted(root.iterdir()):
+        seen: set[str] = set()
+        # Folders first: with download.keep_archives the archive sits beside its extracted folder.
+        for path in sorted(root.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
             if not _is_product(path, folder):
                 continue
+            key = _product_key(path.name)
+            if key in seen:
+                log.debug("%s: already read from its folder", path)
+                continue
+            seen.add(key)
             try:
                 if folder == "sentinel":
                     scenes.append(sentinel2.read_product(path, cfg.sentinel2))

@@ -4,7 +4,8 @@ Pre-fire scenes are acquired before the ignition date, post-fire scenes after th
 date, each within its configured window, and a pair shares its tile (Sentinel-2 MGRS tile or
 Landsat path/row). A pair's score is the number of pixels valid in both scenes (quality layer
 and band nodata) inside the buffered event polygon, counted on the quality band's lattice: the
-clearest view of the fire wins, not merely the closest dates.
+clearest view of the fire wins, not merely the closest dates. Scores compare as areas, so with
+``satellite=both`` a Landsat pair (30 m) and a Sentinel-2 pair (20 m) compete fairly.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Pair:
     pre: Scene
     post: Scene
     valid_pixels: int  # valid in both scenes inside the buffered polygon (scoring lattice)
+    valid_area_m2: float = 0.0  # the same as area, comparable across sensors and tiles
 
 
 def candidates(
@@ -146,7 +148,7 @@ def score_pairs(
         if pre in bad or post in bad:
             continue
         count = int(np.count_nonzero(validity[pre] & validity[post] & inside))
-        scored.append(Pair(pre, post, count))
+        scored.append(Pair(pre, post, count, count * grid.res**2))
     return scored, failures
 
 
@@ -175,5 +177,5 @@ def choose(event: Event, scenes: list[Scene], cfg: PairingConfig) -> tuple[list[
                 )
             return [], failures
         # candidates() sorted by date closeness; max() keeps the first of equal scores.
-        return [max(usable, key=lambda p: p.valid_pixels)], failures
+        return [max(usable, key=lambda p: p.valid_area_m2)], failures
     return usable, failures
