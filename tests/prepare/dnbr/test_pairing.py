@@ -144,3 +144,10 @@ def test_pre_fire_burn_mask_values(s2_fire):
     assert process_events([s2_fire.event], cfg).failed == []
     mask = rasterio.open(next((s2_fire.data_dir / "dnbr").glob("*_MASK.TIF"))).read(1)
     assert set(np.unique(mask)) == {0, 255}
+
+
+def test_malformed_metadata_value(s2_fire):
+    mtd = sentinel_dir(s2_fire) / s2_fire.pre_name / "MTD_MSIL2A.xml"
+    mtd.write_text(mtd.read_text().replace(">10000<", ">ten thousand<", 1))
+    result = process_events([s2_fire.event], cfg_for(s2_fire.data_dir))
+    assert result.failed[0].startswith(f"{s2_fire.pre_name}: MTD_MSIL2A.xml has a malformed value")

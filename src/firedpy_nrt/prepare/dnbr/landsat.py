@@ -94,11 +94,12 @@ def read_product(source: Path, cfg: LandsatConfig) -> Scene:
             continue
         mult = mtl.get(f"{SR_GROUP}/REFLECTANCE_MULT_BAND_{number}")
         add = mtl.get(f"{SR_GROUP}/REFLECTANCE_ADD_BAND_{number}")
-        bands[role] = Band(
-            files.gdal_path(hits[0]),
-            float(mult) if mult else cfg.scale,
-            float(add) if add else cfg.offset,
-        )
+        try:
+            scale = float(mult) if mult else cfg.scale
+            offset = float(add) if add else cfg.offset
+        except ValueError:
+            raise DataError(f"{product}: MTL band {number} scaling is malformed") from None
+        bands[role] = Band(files.gdal_path(hits[0]), scale, offset)
     qa = files.find("_QA_PIXEL.TIF")
     if not qa:
         raise DataError(f"{product}: quality band QA_PIXEL is missing")

@@ -127,24 +127,27 @@ def score_pairs(
     scored: list[Pair] = []
     failures: list[str] = []
     grids: dict[tuple[str, str], tuple[Grid, np.ndarray]] = {}
-    validity: dict[Scene, np.ndarray | None] = {}
-    bad: dict[Scene, str] = {}
+    validity: dict[Scene, np.ndarray] = {}
+    bad: set[Scene] = set()
     for pre, post in pairs:
         key = (pre.family, pre.tile)
-        try:
-            if key not in grids:
+        if key not in grids:
+            # The tile's scoring grid comes from the first pre scene whose quality band opens.
+            try:
                 grids[key] = _scoring_grid(pre, event.geometry, buffer_m)
-            grid, inside = grids[key]
-            for s in (pre, post):
-                if s not in validity and s not in bad:
-                    try:
-                        validity[s] = valid_pixels(s, grid)
-                    except DataError as exc:
-                        bad[s] = str(exc)
-                        failures.append(str(exc))
-        except DataError as exc:
-            failures.append(str(exc))
-            continue
+            except DataError as exc:
+                if pre not in bad:
+                    bad.add(pre)
+                    failures.append(str(exc))
+                continue
+        grid, inside = grids[key]
+        for s in (pre, post):
+            if s not in validity and s not in bad:
+                try:
+                    validity[s] = valid_pixels(s, grid)
+                except DataError as exc:
+                    bad.add(s)
+                    failures.append(str(exc))
         if pre in bad or post in bad:
             continue
         count = int(np.count_nonzero(validity[pre] & validity[post] & inside))

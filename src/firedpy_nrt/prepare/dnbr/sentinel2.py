@@ -64,24 +64,27 @@ def parse_metadata(text: str, product: str) -> L2AMetadata:
     spacecraft = None
     start = None
     images: list[str] = []
-    for el in root.iter():
-        tag = _local(el.tag)
-        text_ = (el.text or "").strip()
-        # PSD 14.6+ writes BOA_QUANTIFICATION_VALUE; older L2A products L2A_BOA_QUANTIFICATION_VALUE.
-        if tag in ("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE"):
-            quant = float(text_)
-        elif tag == "BOA_ADD_OFFSET":
-            offsets_by_id[el.get("band_id", "")] = float(text_)
-        elif tag == "Spectral_Information" and el.get("bandId") is not None:
-            band_names[el.get("bandId", "")] = _physical(el.get("physicalBand", ""))
-        elif tag == "PROCESSING_BASELINE":
-            baseline = text_
-        elif tag == "SPACECRAFT_NAME":
-            spacecraft = text_
-        elif tag == "PRODUCT_START_TIME" and text_:
-            start = datetime.fromisoformat(text_.replace("Z", "").split(".")[0])
-        elif tag.startswith("IMAGE_FILE") and text_:
-            images.append(text_)
+    try:
+        for el in root.iter():
+            tag = _local(el.tag)
+            text_ = (el.text or "").strip()
+            # PSD 14.6+ writes BOA_QUANTIFICATION_VALUE; older L2A products L2A_BOA_QUANTIFICATION_VALUE.
+            if tag in ("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE"):
+                quant = float(text_)
+            elif tag == "BOA_ADD_OFFSET":
+                offsets_by_id[el.get("band_id", "")] = float(text_)
+            elif tag == "Spectral_Information" and el.get("bandId") is not None:
+                band_names[el.get("bandId", "")] = _physical(el.get("physicalBand", ""))
+            elif tag == "PROCESSING_BASELINE":
+                baseline = text_
+            elif tag == "SPACECRAFT_NAME":
+                spacecraft = text_
+            elif tag == "PRODUCT_START_TIME" and text_:
+                start = datetime.fromisoformat(text_.replace("Z", "").split(".")[0])
+            elif tag.startswith("IMAGE_FILE") and text_:
+                images.append(text_)
+    except ValueError as exc:
+        raise DataError(f"{product}: {METADATA} has a malformed value ({exc})") from None
     if quant is None or quant <= 0:
         raise DataError(f"{product}: {METADATA} gives no BOA quantification value")
     offsets: dict[str, float] = {}
