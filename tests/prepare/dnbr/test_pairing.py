@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 import numpy as np
 import pytest
@@ -151,3 +152,33 @@ def test_malformed_metadata_value(s2_fire):
     mtd.write_text(mtd.read_text().replace(">10000<", ">ten thousand<", 1))
     result = process_events([s2_fire.event], cfg_for(s2_fire.data_dir))
     assert result.failed[0].startswith(f"{s2_fire.pre_name}: MTD_MSIL2A.xml has a malformed value")
+
+
+def test_best_pair_only_over_a_cloudy_polygon_names_the_products(s2_fire, s2_scenes):
+    sentinel = sentinel_dir(s2_fire)
+    shutil.rmtree(sentinel / s2_fire.post_name)
+    cloudy = add_cloudy_post(s2_fire, s2_scenes)
+    result = process_events([s2_fire.event], cfg_for(s2_fire.data_dir, buffer_m=0.0))
+    assert len(result.failed) == 1
+    assert s2_fire.pre_name in result.failed[0] and cloudy in result.failed[0]
+
+
+def test_both_satellites_pair_within_each_sensor(s2_fire, s2_scenes):
+    """Landsat scenes in the same fire folder never pair with Sentinel-2; the S2 pair wins here
+    because the Landsat scenes lie elsewhere (no valid area over the polygon)."""
+    from .test_landsat import landsat_fire
+
+    landsat_fire(s2_fire.data_dir)
+    cfg = cfg_for(s2_fire.data_dir)
+    scenes, failures = find_scenes(sentinel_dir(s2_fire).parent, "both", cfg)
+    assert failures == [] and len(scenes) == 4
+    pairs = candidates(s2_fire.event, scenes, cfg.pairing)
+    assert {(a.family, b.family) for a, b in pairs} == {
+        ("sentinel2", "sentinel2"),
+        ("landsat", "landsat"),
+    }
+    result = process_events([s2_fire.event], cfg, satellite="both")
+    assert result.failed == [] and result.written == 2
+    assert all(p.name.startswith("S2B_") for p in (s2_fire.data_dir / "dnbr").iterdir())
+    only_landsat = process_events([s2_fire.event], cfg, satellite="landsat")
+    assert "no pre/post pair shares a valid pixel" in only_landsat.failed[0]

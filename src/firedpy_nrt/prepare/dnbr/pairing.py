@@ -174,9 +174,11 @@ def choose(event: Event, scenes: list[Scene], cfg: PairingConfig) -> tuple[list[
     if cfg.mode == "best":
         if not usable:
             if scored:
+                first = scored[0]
                 failures.append(
                     f"fire {event.id}: no pre/post pair shares a valid pixel over the event "
-                    f"polygon ({len(scored)} pair(s) tried)"
+                    f"polygon ({len(scored)} pair(s) tried, closest in time: "
+                    f"{first.pre.product} and {first.post.product})"
                 )
             return [], failures
         # candidates() sorted by date closeness; max() keeps the first of equal scores.
