@@ -166,7 +166,7 @@ def run_whole(scenes: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     common = dict(driver="COG", width=dnbr.shape[1], height=dnbr.shape[0], count=1,
                   crs=profile["crs"], transform=profile["transform"], COMPRESS="DEFLATE",
-                  PREDICTOR="YES", BIGTIFF="IF_SAFER")  # fmt: skip
+                  PREDICTOR="YES", BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")  # fmt: skip
     with rasterio.open(out / "whole_DNBR.TIF", "w", dtype="float32", nodata=np.nan, **common) as d:
         d.write(dnbr, 1)
     with rasterio.open(out / "whole_DNBR_MASK.TIF", "w", dtype="uint8", nodata=255, **common) as d:
@@ -210,7 +210,8 @@ def compare_reads(scenes: Path, block: int) -> None:
 
 def child(variant: str, scenes: Path, out: Path, block: int) -> None:
     t0 = time.perf_counter()
-    with rasterio.Env(GDAL_CACHEMAX=256):
+    # Both variants get the same GDAL settings (the stage's defaults: 256 MB cache, all cores).
+    with rasterio.Env(GDAL_CACHEMAX=256, GDAL_NUM_THREADS="ALL_CPUS"):
         if variant == "blockwise":
             run_blockwise(scenes, out, block)
         else:

@@ -85,6 +85,9 @@ class DnbrConfig:
     clip: bool = False  # set pixels outside the buffered event polygon to nodata
     block_size: int = 1024  # processing window, pixels
     gdal_cache_mb: int = 256  # GDAL block cache; bounds memory together with block_size
+    threads: int | None = (
+        None  # GDAL threads for JPEG 2000 decoding and COG compression (null: all)
+    )
     sentinel2: Sentinel2Config = field(default_factory=Sentinel2Config)
     landsat: LandsatConfig = field(default_factory=LandsatConfig)
     pairing: PairingConfig = field(default_factory=PairingConfig)
@@ -108,3 +111,4 @@ class DnbrConfig:
             "must be >= 64 and a multiple of 16",
         )
         require(self.gdal_cache_mb >= 16, "gdal_cache_mb", "must be >= 16")
+        require(self.threads is None or self.threads >= 1, "threads", "must be >= 1 or null")

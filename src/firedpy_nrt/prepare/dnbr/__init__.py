@@ -86,7 +86,8 @@ def process_events(
     scenes_dir, out_dir = Path(cfg.scenes_dir), Path(cfg.output_dir)
     events = list(events)
     out_dir.mkdir(parents=True, exist_ok=True)  # the match stage lists it even when empty
-    with rasterio.Env(GDAL_CACHEMAX=cfg.gdal_cache_mb):
+    threads = "ALL_CPUS" if cfg.threads is None else str(cfg.threads)
+    with rasterio.Env(GDAL_CACHEMAX=cfg.gdal_cache_mb, GDAL_NUM_THREADS=threads):
         for event in tqdm(events, desc="dnbr", unit="fire", disable=len(events) < 2):
             fire_dir = scenes_dir / str(event.id)
             scenes, failures = find_scenes(fire_dir, satellite, cfg)

@@ -88,6 +88,10 @@ class CogWriter:
             BLOCKSIZE=str(WORK_BLOCK),
             OVERVIEW_RESAMPLING=self.overview_resampling,
             BIGTIFF="IF_SAFER",
+            # DEFLATE in parallel; follows dnbr.threads through the stage's GDAL_NUM_THREADS.
+            NUM_THREADS=rasterio.env.getenv().get("GDAL_NUM_THREADS", "1")
+            if rasterio.env.hasenv()
+            else "1",
         )
         os.replace(self.tmp, self.path)
         self._done = True
