@@ -205,3 +205,25 @@ def test_empty_csv_is_a_data_error(tmp_path):
     header_only.write_text("fire_id,lum_change,coh_change,dnbr,binary_product\n")
     with pytest.raises(DataError, match=str(header_only)):
         ensure_chip_cache(header_only, tmp_path / "c", S16, progress=False)
+
+
+def test_abandoned_temporary_build_is_cleaned(fires_csv, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    csv, _ = fires_csv
+    path, _ = cache_path(csv, tmp_path / "c", S16)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    host = socket.gethostname().replace("-", "_") or "host"
+    stale = path.with_name(f"{path.name}.tmp-{host}-{dead}-deadbeef")
+    live = path.with_name(f"{path.name}.tmp-{host}-{os.getpid()}-cafecafe")
+    stale.mkdir(parents=True)
+    live.mkdir()
+    ensure_chip_cache(csv, tmp_path / "c", S16, progress=False)
+    assert not stale.exists() and live.exists()

@@ -172,6 +172,7 @@ def test_config_yaml_and_from_config(tmp_path):
     from pathlib import Path
 
     from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
 
     from firedpy_nrt.config import validate
 
@@ -185,6 +186,8 @@ def test_config_yaml_and_from_config(tmp_path):
         assert built.data.cache_dir == f"{tmp_path}/cache"
         dm = FireDataModule.from_config(cfg.data)
         assert dm.cfg == built.data
+        made = instantiate(cfg.data)  # what train() does with the group
+        assert isinstance(made, FireDataModule) and made.cfg == built.data
     with initialize_config_dir(str(conf), version_base="1.3"):
         bad = compose(overrides=["+data=synthetic", "+paths.data_dir=d", "data.stride=0"])
     with pytest.raises(ConfigError, match=r"data\.stride"):
@@ -210,3 +213,19 @@ class _Paths:
 class _Wrapper:
     paths: _Paths = field(default_factory=_Paths)
     data: DataConfig = field(default_factory=DataConfig)
+
+
+def test_dataset_pickles_without_its_arrays(fires_csv, tmp_path):
+    import pickle
+
+    csv, _ = fires_csv
+    dm = _dm(csv, tmp_path)
+    dm.prepare_data()
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    _ = ds[0]  # opens the memory maps
+    blob = pickle.dumps(ds)
+    assert len(blob) < 20_000  # the chips themselves (~180 kB here) are not copied to workers
+    again = pickle.loads(blob)
+    assert torch.equal(again[3]["label"], ds[3]["label"])
+    assert torch.equal(again[3]["image"].nan_to_num(), ds[3]["image"].nan_to_num())

@@ -159,3 +159,46 @@ def test_crs_less_raster(fire, tmp_path, geo):
     with pytest.raises(DataError) as exc:
         AlignedRow(fire.row, context="ctx")
     _expect_one_line(exc, str(p), "no CRS")
+
+
+@pytest.mark.parametrize("nodata", [None, 255])
+def test_outside_a_smaller_label_raster_is_ignore_not_unburned(geo, tmp_path, nodata):
+    f = geo.make_fire(tmp_path / "l", "8", size=40)
+    # label covering only the left half of the grid, integer, with or without nodata
+    lab = np.zeros((40, 20), np.uint8)
+    lab[10:20, 5:15] = 1
+    p = geo.write_tif(
+        tmp_path / "half.tif", lab, geo.REF_CRS, from_origin(400_000, 4_000_000, 100, 100), nodata
+    )
+    f.row["binary_product"] = str(p)
+    with open_row(f.row) as r:
+        _, label = r.read()
+    assert (label[:, 20:] == IGNORE).all()
+    assert (label[10:20, 5:15] == 1).all()
+    assert (label[20:, :20] == 0).all()
+
+
+def test_dnbr_in_geographic_degrees_is_aligned(fire, geo, tmp_path):
+    from rasterio.warp import transform_bounds
+
+    # the same disk written in EPSG:4326 at about 10 m
+    left, bottom, right, top = transform_bounds(
+        geo.REF_CRS, "EPSG:4326", 399_000, 3_995_000, 405_000, 4_001_000
+    )
+    w, h = 600, 600
+    t = from_origin(left, top, (right - left) / w, (top - bottom) / h)
+    xs, ys = geo.grid_xy(t, h, w)
+    from rasterio.warp import transform as warp_points
+
+    rx, ry = warp_points("EPSG:4326", geo.REF_CRS, xs.ravel(), ys.ravel())
+    d = np.hypot(
+        np.reshape(rx, xs.shape) - fire.centre[0], np.reshape(ry, ys.shape) - fire.centre[1]
+    )
+    dn = np.where(d <= fire.radius, 0.5, 0.0).astype(np.float32)
+    fire.row["dnbr"] = str(geo.write_tif(tmp_path / "deg.tif", dn, "EPSG:4326", t))
+    with open_row(fire.row) as r:
+        image, _ = r.read()
+        gx, gy = geo.grid_xy(r.transform, r.height, r.width)
+    dist = np.hypot(gx - fire.centre[0], gy - fire.centre[1])
+    assert (image[2][dist < fire.radius - 150] > 0.45).all()
+    assert (image[2][dist > fire.radius + 150] < 0.05).all()

@@ -89,3 +89,14 @@ def test_augment_is_a_no_op_in_eval_and_when_disabled():
 def test_augment_from_config():
     aug = BatchAugment.from_config({"hflip": False, "vflip": True, "rot90": False, "p": 0.25})
     assert (aug.hflip, aug.vflip, aug.rot90, aug.p) == (False, True, False, 0.25)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_transforms_run_on_the_device():
+    image, label = _batch()
+    image, label = image.cuda(), label.cuda()
+    out_img, out_lab = BatchAugment().train()(image, label)
+    assert out_img.device == image.device and out_lab.device == label.device
+    assert torch.equal((out_img[:, 0] > 0).to(torch.uint8)[out_lab != 255], out_lab[out_lab != 255])
+    norm = Normalize(3, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0]).cuda()
+    assert norm(out_img).shape == (64, 6, 8, 8)

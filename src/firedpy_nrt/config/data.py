@@ -6,20 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from firedpy_nrt.config import require
+from firedpy_nrt.data.match_csv import normalise_fire_id
 
 BAD_ROW_POLICIES = ("error", "skip")
-
-
-def normalise_fire_id(value: Any) -> str:
-    """A fire id as the match CSV holds it: digits without leading zeros (``9844.0`` -> ``9844``)."""
-    text = str(value).strip()
-    if text.isdigit():
-        return str(int(text))
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return str(int(number)) if number.is_integer() and number >= 0 else text
 
 
 @dataclass

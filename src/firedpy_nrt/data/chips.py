@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -216,6 +217,18 @@ def _row_chips(
         yield images, labels, [(r0, c0) for c0 in keep]
 
 
+def _remove_abandoned(path: Path, host: str) -> None:
+    """Delete temporary folders of builds on this host whose process is gone (killed builds)."""
+    for tmp in path.parent.glob(f"{path.name}.tmp-{host}-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 2)[-2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            continue  # not ours to judge: another user's live process, or an odd name
+
+
 def build_chip_cache(
     csv_path: Path,
     rows: pd.DataFrame,
@@ -230,7 +243,9 @@ def build_chip_cache(
     ``on_bad_row='skip'`` is skipped with a warning. No chip at all is a DataError.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    host = socket.gethostname().replace("-", "_") or "host"
+    _remove_abandoned(path, host)
+    tmp = path.with_name(f"{path.name}.tmp-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     report = BuildReport(rows=len(rows))
     s, c = settings.chip_size, len(CHANNELS)

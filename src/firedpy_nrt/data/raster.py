@@ -137,7 +137,7 @@ class AlignedRow:
             if path is None:
                 continue
             ds = self._open_dataset(name, path)
-            left, bottom, right, top = self._check_overlap(name, path, ds)
+            scale = self._check_overlap(name, path, ds)
             src_nodata = _nodata_of(ds)
             if name == LABEL and src_nodata == 0:
                 log.warning(
@@ -149,8 +149,9 @@ class AlignedRow:
             # GDAL widens the bilinear kernel when downsampling by a ratio it estimates per
             # chunk, so a window read would differ from a full read; fix the ratio (destination
             # pixels per source pixel) from the source's footprint on the reference grid.
-            xscale = (right - left) / ds.width / abs(self.res[0])
-            yscale = (top - bottom) / ds.height / abs(self.res[1])
+            extras = {}
+            if scale is not None:
+                extras = {"XSCALE": f"{scale[0]:.12g}", "YSCALE": f"{scale[1]:.12g}"}
             try:
                 vrt = WarpedVRT(
                     ds,
@@ -162,32 +163,52 @@ class AlignedRow:
                     src_nodata=src_nodata,
                     nodata=float("nan"),
                     dtype="float32",
-                    XSCALE=f"{xscale:.12g}",
-                    YSCALE=f"{yscale:.12g}",
+                    **extras,
                 )
             except (RasterioError, OSError) as exc:
                 raise self._fail(name, path, f"cannot be warped ({_first_line(exc)})") from None
             self._datasets.append(vrt)
             self._layers[name] = _Layer(name, path, ds, vrt, src_nodata)
 
-    def _check_overlap(self, name: str, path: Path, ds: Any) -> tuple[float, float, float, float]:
-        """The source's bounds in the reference CRS; DataError when they miss the reference."""
+    def _check_overlap(self, name: str, path: Path, ds: Any) -> tuple[float, float] | None:
+        """DataError unless ``ds`` overlaps the reference; its pixel size in reference pixels.
+
+        The footprint is compared in the reference CRS, or in the source's when the source does
+        not project into the reference CRS (a global raster in degrees, say); the scale is then
+        unknown (None).
+        """
+        ref = self.bounds
         try:
             left, bottom, right, top = transform_bounds(
                 ds.crs, self.crs, *ds.bounds, densify_pts=21
             )
-        except (RasterioError, ValueError) as exc:
-            raise self._fail(name, path, f"cannot be projected ({_first_line(exc)})") from None
-        ref = self.bounds
-        if not all(math.isfinite(v) for v in (left, bottom, right, top)) or (
-            left >= ref.right or right <= ref.left or bottom >= ref.top or top <= ref.bottom
-        ):
+        except (RasterioError, ValueError):
+            left = bottom = right = top = math.nan
+        scale: tuple[float, float] | None = None
+        if all(math.isfinite(v) for v in (left, bottom, right, top)):
+            overlap = not (
+                left >= ref.right or right <= ref.left or bottom >= ref.top or top <= ref.bottom
+            )
+            scale = (
+                (right - left) / ds.width / abs(self.res[0]),
+                (top - bottom) / ds.height / abs(self.res[1]),
+            )
+        else:
+            try:
+                rl, rb, rr, rt = transform_bounds(self.crs, ds.crs, *ref, densify_pts=21)
+            except (RasterioError, ValueError) as exc:
+                raise self._fail(name, path, f"cannot be projected ({_first_line(exc)})") from None
+            sb = ds.bounds
+            overlap = all(math.isfinite(v) for v in (rl, rb, rr, rt)) and not (
+                rl >= sb.right or rr <= sb.left or rb >= sb.top or rt <= sb.bottom
+            )
+        if not overlap:
             raise self._fail(
                 name,
                 path,
                 f"does not overlap the luminance-change raster {self.paths[CHANNELS[0]]}",
             )
-        return left, bottom, right, top
+        return scale
 
     # -- reading -------------------------------------------------------------------------
     @property
