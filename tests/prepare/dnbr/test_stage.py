@@ -50,11 +50,12 @@ def write_sar_layers(data: Path) -> dict[str, Path]:
     return out
 
 
-def prepare(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def prepare(*args: str) -> subprocess.CompletedProcess:
+    # Run from the repository root: cli.check_overrides looks for conf/ in the working directory.
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run(
         [sys.executable, str(ROOT / "prepare.py"), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 
@@ -64,7 +65,7 @@ def test_dnbr_then_match(s2_fire, tmp_path):
     events = write_events(tmp_path / "events.geojson", s2_fire.event)
     common = [f"events={events}", f"event_ids=[{FIRE_ID}]", f"paths.data_dir={data}",
               f"paths.log_dir={tmp_path / 'logs'}"]  # fmt: skip
-    proc = prepare("stages=[dnbr,match]", *common, cwd=tmp_path)
+    proc = prepare("stages=[dnbr,match]", *common)
     assert proc.returncode == 0, proc.stderr[-3000:]
     dnbr = data / "dnbr" / "S2B_L2A_T18SUJ_2282_20200507T180909_20200708T175921_20m_DNBR.TIF"
     assert dnbr.exists()
@@ -80,6 +81,6 @@ def test_dnbr_then_match(s2_fire, tmp_path):
 
     # A product without metadata: one line naming it, the run says so with its exit code.
     (data / "scenes" / FIRE_ID / "sentinel" / s2_fire.post_name / "MTD_MSIL2A.xml").unlink()
-    proc = prepare("stages=[dnbr]", "overwrite=true", *common, cwd=tmp_path)
+    proc = prepare("stages=[dnbr]", "overwrite=true", *common)
     assert proc.returncode == 1
     assert f"{s2_fire.post_name}: no MTD_MSIL2A.xml" in proc.stdout + proc.stderr
