@@ -8,7 +8,8 @@ the -1000 offset, a burn and a cloud) is written once; each variant then runs in
 subprocess so its peak resident memory (``ru_maxrss``, which sees GDAL's allocations, unlike
 tracemalloc) is its own. Both write the same outputs: dNBR and burn mask as COGs at 10 m.
 The bands are stored as tiled GeoTIFF under ``.jp2`` names (GDAL opens by content) so generating
-a full tile takes seconds, not the many minutes OpenJPEG needs; both variants read the same files.
+a full tile takes seconds; ``--jp2`` re-encodes them as true JPEG 2000 (lossless, 1024 x 1024
+tiles, as ESA ships them) to include OpenJPEG decoding. Both variants read the same files.
 
 - ``blockwise``: ``firedpy_nrt.prepare.dnbr.process_events`` (windows, WarpedVRT for B12/SCL).
 - ``whole``: what the replaced notebook did, made correct: read every band whole, bring B12 and
@@ -62,6 +63,17 @@ def _field(rows: np.ndarray, cols: np.ndarray, n: int, seed: int) -> np.ndarray:
         fr, fc, ph = rng.uniform(2, 12, 2).tolist() + [rng.uniform(0, 6.28)]
         a += np.sin(rows[:, None] * fr * 6.28 / n + ph) * np.cos(cols[None, :] * fc * 6.28 / n)
     return a / 4
+
+
+def to_jpeg2000(root: Path) -> None:
+    """Re-encode every band as true JPEG 2000 (lossless, 1024 x 1024 tiles like ESA's products)."""
+    import rasterio.shutil
+
+    for path in sorted(root.rglob("*.jp2")):
+        tmp = path.with_name(path.stem + ".tmp.jp2")
+        rasterio.shutil.copy(path, tmp, driver="JP2OpenJPEG", QUALITY="100", REVERSIBLE="YES",
+                             BLOCKXSIZE="1024", BLOCKYSIZE="1024", RESOLUTIONS="6")  # fmt: skip
+        os.replace(tmp, path)
 
 
 def make_scenes(root: Path, size: int) -> None:
@@ -226,6 +238,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=10980, help="tile side at 10 m, pixels")
     ap.add_argument("--block", type=int, default=1024, help="dnbr.block_size for blockwise")
     ap.add_argument("--workdir", type=Path, default=None, help="where to write (default: temp)")
+    ap.add_argument(
+        "--jp2",
+        action="store_true",
+        help="bands as true JPEG 2000 (slow to generate; measures OpenJPEG decoding too)",
+    )
     ap.add_argument("--child", choices=("blockwise", "whole"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.size % 2:
@@ -240,6 +257,8 @@ def main() -> None:
     if not (sentinel / POST / "MTD_MSIL2A.xml").exists():
         t0 = time.perf_counter()
         make_scenes(sentinel, args.size)
+        if args.jp2:
+            to_jpeg2000(sentinel)
         print(f"wrote synthetic {args.size} x {args.size} pair in {time.perf_counter() - t0:.1f} s")
     mpix = args.size * args.size / 1e6
     results = {}

@@ -10,7 +10,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from firedpy_nrt.prepare.dnbr.grid import Grid, GridReader, LatticeUpsampler
+from firedpy_nrt.prepare.dnbr.grid import BlockReader, Grid, GridReader, LatticeUpsampler
 
 from .conftest import S2_CRS, S2_DIR, S2_N20, S2_X0, S2_Y0, _read_crop
 
@@ -66,3 +66,28 @@ def test_other_grids_go_through_the_warper(b12):
         reader.add("b", str(path), "P")
         assert isinstance(reader._open["b"], WarpedVRT)
         assert reader.read("b", Window(0, 0, 40, 40)).shape == (40, 40)
+
+
+@pytest.mark.parametrize("driver", ["GTiff", "JP2OpenJPEG"])
+def test_block_reader_assembles_tiles_like_a_window_read(tmp_path, driver):
+    """Unaligned windows over a tiled band (real B12, 128 px tiles) equal GDAL's window read."""
+    a = _read_crop(S2_DIR / "s2_B12.jp2", S2_X0, S2_Y0, 20, 300).astype(np.uint16)
+    path = tmp_path / ("b.tif" if driver == "GTiff" else "b.jp2")
+    opts = (
+        {"tiled": True, "blockxsize": 128, "blockysize": 128}
+        if driver == "GTiff"
+        else {"QUALITY": 100, "REVERSIBLE": "YES", "BLOCKXSIZE": 128, "BLOCKYSIZE": 128}
+    )
+    with rasterio.open(
+        path, "w", driver=driver, width=300, height=300, count=1, dtype="uint16", crs=S2_CRS,
+        transform=Affine(20, 0, S2_X0, 0, -20, S2_Y0), **opts,
+    ) as dst:  # fmt: skip
+        dst.write(a, 1)
+    with rasterio.open(path) as src:
+        assert src.block_shapes[0][0] == 128  # JPEG 2000 may report a full-width tile
+        reader = BlockReader(src)
+        assert reader.tiled
+        for win in (Window(0, 0, 300, 300), Window(100, 37, 150, 200), Window(127, 129, 2, 171),
+                    Window(256, 256, 44, 44), Window(0, 128, 128, 128)):  # fmt: skip
+            np.testing.assert_array_equal(reader.read(win), src.read(1, window=win))
+        assert len(reader._tiles) <= reader.capacity

@@ -9,6 +9,7 @@ resampled, never the whole band.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -106,11 +107,67 @@ def overlaps(a: Grid, b: Grid) -> bool:
     return bl < ar and br > al and bb < at and bt > ab
 
 
+class BlockReader:
+    """Window reads of one band that decode each of its internal tiles once.
+
+    GDAL's JPEG 2000 driver decodes every tile a request touches, and a window that straddles
+    tiles (the 20 m source of a 10 m window plus its interpolation margin) costs ten times a
+    tile-aligned read. Tiles are kept in a small LRU of about two tile rows, which row-major
+    windows need; aligned windows and untiled files (strips) are read directly.
+    """
+
+    MIN_TILE = 128
+
+    def __init__(self, src: rasterio.io.DatasetReaderBase) -> None:
+        self.src = src
+        self.bh, self.bw = src.block_shapes[0]
+        self.tiled = self.bh >= self.MIN_TILE and self.bw >= self.MIN_TILE
+        self.capacity = 2 * math.ceil(src.width / self.bw) + 2
+        self._tiles: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+
+    def _tile(self, tr: int, tc: int) -> np.ndarray:
+        key = (tr, tc)
+        tile = self._tiles.get(key)
+        if tile is None:
+            r, c = tr * self.bh, tc * self.bw
+            win = Window(c, r, min(self.bw, self.src.width - c), min(self.bh, self.src.height - r))
+            tile = self.src.read(1, window=win)
+            self._tiles[key] = tile
+            if len(self._tiles) > self.capacity:
+                self._tiles.popitem(last=False)
+        else:
+            self._tiles.move_to_end(key)
+        return tile
+
+    def read(self, window: Window) -> np.ndarray:
+        r0, c0 = int(window.row_off), int(window.col_off)
+        r1, c1 = r0 + int(window.height), c0 + int(window.width)
+        aligned = (
+            r0 % self.bh == 0
+            and c0 % self.bw == 0
+            and (r1 % self.bh == 0 or r1 == self.src.height)
+            and (c1 % self.bw == 0 or c1 == self.src.width)
+        )
+        if not self.tiled or aligned:
+            return self.src.read(1, window=window)
+        out = np.empty((r1 - r0, c1 - c0), dtype=self.src.dtypes[0])
+        for tr in range(r0 // self.bh, (r1 - 1) // self.bh + 1):
+            for tc in range(c0 // self.bw, (c1 - 1) // self.bw + 1):
+                tile = self._tile(tr, tc)
+                tr0, tc0 = tr * self.bh, tc * self.bw
+                a0, a1 = max(r0, tr0), min(r1, tr0 + tile.shape[0])
+                b0, b1 = max(c0, tc0), min(c1, tc0 + tile.shape[1])
+                out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = tile[
+                    a0 - tr0 : a1 - tr0, b0 - tc0 : b1 - tc0
+                ]
+        return out
+
+
 class LatticeUpsampler:
     """Reads a band onto a target grid whose pixels split the band's pixels k x k (k integer).
 
     The Sentinel-2 case (B12 and SCL at 20 m onto B08 at 10 m, one origin) and Landsat scenes of
-    one path/row (same 30 m lattice, other extent). GDAL's warper does this about ten times slower
+    one path/row (same 30 m lattice, other extent). GDAL's warper does this several times slower
     than the window read plus NumPy here. ``nearest`` copies each source pixel k x k times;
     ``bilinear`` interpolates between the four source pixel centres around each target centre,
     leaving nodata source pixels out of the weights, and is nodata where the source pixel under
@@ -126,6 +183,7 @@ class LatticeUpsampler:
         nodata: float | None,
     ) -> None:
         self.src = src
+        self.blocks = BlockReader(src)
         self.k = k
         self.bilinear = bilinear
         self.nodata = nodata
@@ -141,7 +199,7 @@ class LatticeUpsampler:
         rr0, rr1, cc0, cc1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
         valid = np.zeros(out.shape, bool)
         if rr0 < rr1 and cc0 < cc1:
-            block = self.src.read(1, window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+            block = self.blocks.read(Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
             out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = block
             valid[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = (
                 True if self.nodata is None else block != self.nodata
@@ -247,7 +305,7 @@ class GridReader:
             reader: object = src
             k = None if src_grid.same_as(self.grid) else _integer_upsampling(src_grid, self.grid)
             if src_grid.same_as(self.grid):
-                reader = src
+                reader = BlockReader(src)
             elif k is not None and resampling in (Resampling.nearest, Resampling.bilinear):
                 reader = LatticeUpsampler(
                     src, self.grid, k, k > 1 and resampling == Resampling.bilinear, nodata
@@ -274,7 +332,7 @@ class GridReader:
     def read(self, key: str, window: Window) -> np.ndarray:
         reader = self._open[key]
         try:
-            if isinstance(reader, LatticeUpsampler):
+            if isinstance(reader, (LatticeUpsampler, BlockReader)):
                 return reader.read(window)
             return reader.read(1, window=window)
         except RasterioError as exc:

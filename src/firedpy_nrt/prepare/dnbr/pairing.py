@@ -82,6 +82,8 @@ def _scoring_grid(
     """A grid on ``scene``'s quality lattice around the buffered polygon, and the inside mask."""
     try:
         with rasterio.open(scene.quality.path) as q:
+            if q.crs is None:
+                raise DataError(f"{scene.product}: {q.name.rsplit('/', 1)[-1]} has no CRS")
             base = Grid.of(q)
     except rasterio.errors.RasterioError as exc:
         raise DataError(
