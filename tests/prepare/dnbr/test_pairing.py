@@ -182,3 +182,14 @@ def test_both_satellites_pair_within_each_sensor(s2_fire, s2_scenes):
     assert all(p.name.startswith("S2B_") for p in (s2_fire.data_dir / "dnbr").iterdir())
     only_landsat = process_events([s2_fire.event], cfg, satellite="landsat")
     assert "no pre/post pair shares a valid pixel" in only_landsat.failed[0]
+
+
+def test_band_without_crs_is_one_line(s2_fire):
+    scl = next((sentinel_dir(s2_fire) / s2_fire.pre_name).rglob("*_SCL_20m.jp2"))
+    data = rasterio.open(scl).read(1)
+    scl.unlink()
+    with rasterio.open(scl, "w", driver="JP2OpenJPEG", width=data.shape[1], height=data.shape[0],
+                       count=1, dtype="uint8", QUALITY=100, REVERSIBLE="YES") as dst:  # fmt: skip
+        dst.write(data, 1)
+    result = process_events([s2_fire.event], cfg_for(s2_fire.data_dir))
+    assert result.failed == [f"{s2_fire.pre_name}: {scl.name} has no CRS"]
