@@ -5,10 +5,12 @@
         match.dnbr_dir=D4 match.output_csv=OUT.csv
 """
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from firedpy_nrt.cli import exit_with, run_entry
+from firedpy_nrt.cli import check_overrides, exit_with, run_entry
 from firedpy_nrt.config.prepare import PrepareConfig
 from firedpy_nrt.prepare.pipeline import run
 
@@ -19,4 +21,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_overrides(str(Path(__file__).parent / "conf"), "prepare")
     main()

@@ -33,3 +33,90 @@ def exit_with(code: int) -> Any:
     if code:
         sys.exit(code)
     return None
+
+
+def _one_line(exc: BaseException) -> str:
+    """Hydra's multi-line composition errors folded into one line (dropping its hints)."""
+    noise = ("full_key:", "object_type=", "To append to your config", "Set the environment")
+    parts: list[str] = []
+    while exc is not None:
+        lines = str(exc).split("Config search path:")[0].splitlines()
+        for line in (raw.strip() for raw in lines):
+            if not line or line.startswith(noise) or line in parts:
+                continue
+            if parts and parts[-1].endswith(":"):
+                parts[-1] += " " + line
+            elif parts and parts[-1].startswith("Available options") and "'" not in line:
+                parts[-1] += ", " + line
+            else:
+                parts.append(line)
+        exc = exc.__cause__
+    return "; ".join(parts)
+
+
+def _suggest(base: DictConfig, dotted: str) -> str:
+    """A 'did you mean' for a mistyped key, from the keys beside it in the composed config."""
+    import difflib
+
+    from omegaconf import OmegaConf
+
+    parent, _, leaf = dotted.rpartition(".")
+    node = OmegaConf.select(base, parent) if parent else base
+    if not isinstance(node, DictConfig):
+        return ""
+    close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1)
+    return f" (did you mean '{parent + '.' if parent else ''}{close[0]}'?)" if close else ""
+
+
+def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = None) -> None:
+    """Compose once with the command line's plain overrides so that a mistyped key or a bad
+    group choice stops with one line naming it, before Hydra starts a run (or a sweep).
+
+    Sweep values (``a=1,2``), ``hydra.*`` keys and flags are left to Hydra itself.
+    """
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    args = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in sys.argv):
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except HydraException as exc:
+        _fail(f"bad command-line override: {_one_line(exc)}")
+    plain = [
+        o.input_line
+        for o in parsed
+        if not o.is_sweep_override()
+        and not o.key_or_group.startswith(("hydra.", "hydra/"))
+        and o.key_or_group != "hydra"
+    ]
+    if not plain:
+        return
+    config_dir = str(Path(config_dir).resolve())
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            try:
+                compose(config_name=config_name, overrides=plain)
+            except (HydraException, OmegaConfBaseException) as exc:
+                msg = _one_line(exc)
+                key = next((o.key_or_group for o in parsed if f"'{o.key_or_group}'" in msg), None)
+                hint = ""
+                if key and "not in struct" in msg:
+                    base = compose(config_name=config_name, overrides=[])
+                    hint = _suggest(base, key)
+                    msg = f"config key '{key}' does not exist{hint}"
+                _fail(msg)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)

@@ -1,0 +1,68 @@
+"""Command-line typos stop with one line naming the key, before Hydra starts a run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from firedpy_nrt.cli import check_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _check(args: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        check_overrides(str(ROOT / "conf"), "prepare", args)
+    assert info.value.code == 2
+
+
+def test_mistyped_key_names_it_and_suggests(capsys):
+    _check(["match.max_dayz=3"])
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "match.max_dayz" in err and "match.max_days" in err
+
+
+def test_bad_group_choice_lists_options(capsys):
+    _check(["source=synthetc"])
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "source/synthetc" in err and "synthetic" in err
+
+
+@pytest.mark.parametrize("override", ["match.max_days=abc", "match.max_days=-1", "stages=[nope]"])
+def test_bad_value_names_key_in_one_line(override):
+    # Types and ranges are checked by the schema at start-up, before any stage runs.
+    proc = subprocess.run(
+        [sys.executable, "prepare.py", override],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    key = override.split("=")[0]
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"'{key}'" in proc.stderr
+
+
+def test_good_and_sweep_overrides_pass():
+    check_overrides(str(ROOT / "conf"), "prepare", ["match.max_days=3", "overwrite=true"])
+    # sweep values are Hydra's to expand; the check leaves them alone
+    check_overrides(str(ROOT / "conf"), "prepare", ["match.max_days=1,2", "-m"])
+
+
+def test_entry_point_exit_code_and_single_line():
+    proc = subprocess.run(
+        [sys.executable, "prepare.py", "match.max_dayz=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "match.max_dayz" in proc.stderr
