@@ -192,7 +192,8 @@ def test_unknown_names_are_counted_and_listed_not_fatal(layer_dirs, match_cfg, c
         ],
     )
     # the dNBR stage's own side files are known and skipped quietly
-    (root / "dnbr" / dnbr(4, "20200501", "20200521").replace("_DNBR.TIF", "_DNBR_MASK.TIF")).touch()
+    for suffix in ("_DNBR_MASK.TIF", "_DNBR_SEVERITY.TIF"):
+        (root / "dnbr" / dnbr(4, "20200501", "20200521").replace("_DNBR.TIF", suffix)).touch()
     with caplog.at_level(logging.WARNING, logger="firedpy_nrt"):
         res = run_stage(match_cfg(root))
     assert res.written == 1
@@ -200,7 +201,7 @@ def test_unknown_names_are_counted_and_listed_not_fatal(layer_dirs, match_cfg, c
     assert "2 file(s) fit no layer name pattern" in text
     assert "notes_20200508.tif" in text and "4_20201340_20201350_DeltaLumin_1m.tif" in text
     assert "S1A_L2A_T12SVC" in text
-    assert "DNBR_MASK" not in text
+    assert "DNBR_MASK" not in text and "DNBR_SEVERITY" not in text
 
 
 def test_missing_directory_is_one_line_error(layer_dirs, match_cfg) -> None:
