@@ -85,9 +85,7 @@ class DnbrConfig:
     clip: bool = False  # set pixels outside the buffered event polygon to nodata
     block_size: int = 1024  # processing window, pixels
     gdal_cache_mb: int = 256  # GDAL block cache; bounds memory together with block_size
-    threads: int | None = (
-        None  # GDAL threads for JPEG 2000 decoding and COG compression (null: all)
-    )
+    threads: int | None = None  # threads compressing the COGs (null: all cores)
     sentinel2: Sentinel2Config = field(default_factory=Sentinel2Config)
     landsat: LandsatConfig = field(default_factory=LandsatConfig)
     pairing: PairingConfig = field(default_factory=PairingConfig)

@@ -10,7 +10,14 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from firedpy_nrt.prepare.dnbr.grid import BlockReader, Grid, GridReader, LatticeUpsampler
+from firedpy_nrt.errors import DataError
+from firedpy_nrt.prepare.dnbr.grid import (
+    READ_OPTIONS,
+    BlockReader,
+    Grid,
+    GridReader,
+    LatticeUpsampler,
+)
 
 from .conftest import S2_CRS, S2_DIR, S2_N20, S2_X0, S2_Y0, _read_crop
 
@@ -91,3 +98,25 @@ def test_block_reader_assembles_tiles_like_a_window_read(tmp_path, driver):
                     Window(256, 256, 44, 44), Window(0, 128, 128, 128)):  # fmt: skip
             np.testing.assert_array_equal(reader.read(win), src.read(1, window=win))
         assert len(reader._tiles) <= reader.capacity
+
+
+def test_corrupt_jpeg2000_tile_raises_under_the_stage_read_options(tmp_path):
+    """A cut-off JPEG 2000 read across several tiles is an error naming the product under the
+    stage's READ_OPTIONS (GDAL's threaded decoder, its default, returned zeros for such a file
+    in some runs here: single-threaded decoding is what makes the failure reliable)."""
+    with rasterio.open(S2_DIR / "s2_B12.jp2") as src:
+        a = src.read(1, window=Window(0, 0, 512, 512))
+    path = tmp_path / "cut.jp2"
+    with rasterio.open(
+        path, "w", driver="JP2OpenJPEG", width=512, height=512, count=1, dtype="uint16",
+        crs=S2_CRS, transform=Affine(20, 0, S2_X0, 0, -20, S2_Y0), QUALITY=100,
+        REVERSIBLE="YES", BLOCKXSIZE=128, BLOCKYSIZE=128,
+    ) as dst:  # fmt: skip
+        dst.write(a, 1)
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.6)])
+    with rasterio.open(path) as src:
+        grid = Grid.of(src)
+    with rasterio.Env(**READ_OPTIONS), GridReader(grid) as reader:
+        reader.add("b", str(path), "PRODUCT")
+        with pytest.raises(DataError, match="^PRODUCT: cannot read cut.jp2"):
+            reader.read("b", Window(0, 0, 512, 512))

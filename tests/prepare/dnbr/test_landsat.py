@@ -149,3 +149,28 @@ def test_post_on_a_shifted_grid_is_warped_onto_pre(tmp_path):
     want = expected(dn, post, qa_pre, qa_post)
     np.testing.assert_allclose(got[2:-2, 3:-3], want[2:-2, 3:-3], atol=1e-5, equal_nan=True)
     assert np.isnan(got[:2]).all()  # outside the post scene
+
+
+def test_landsat_rgb_and_coarser_resolution(tmp_path):
+    event, dn, *_ = landsat_fire(tmp_path)
+    cfg = cfg_for(tmp_path)
+    cfg.resolution = 90.0
+    cfg.rgb.enabled = True
+    cfg.rgb.mode = "reflectance"
+    assert process_events([event], cfg, satellite="landsat").failed == []
+    names = sorted(p.name for p in (tmp_path / "dnbr").iterdir())
+    assert names == [
+        "LC08_L2SP_P021R039_2282_20200505T162031_20200708T162044_90m_DNBR.TIF",
+        "LC08_L2SP_P021R039_2282_20200505T162031_20200708T162044_90m_DNBR_MASK.TIF",
+        "LC08_L2SP_P021R039_2282_20200708T162044_90m_RGB.TIF",
+    ]
+    with rasterio.open(tmp_path / "dnbr" / names[2]) as ds:
+        assert ds.res == (90.0, 90.0) and ds.count == 3
+        red = ds.read(1)
+    with rasterio.open(tmp_path / "dnbr" / names[0]) as ds:
+        assert ds.shape == (22, 22)  # 64 pixels of 30 m -> ceil(1920 / 90)
+    # Post red is unchanged by the burn: 3 x 3 means of SR_B4 reflectance (full blocks only),
+    # to within half a DN (GDAL averages the integer DN and rounds).
+    refl = dn[4][:63, :63] * 2.75e-5 - 0.2
+    want = refl.reshape(21, 3, 21, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(red[:21, :21], want, atol=0.5 * 2.75e-5 + 1e-7)

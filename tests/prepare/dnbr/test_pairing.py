@@ -193,3 +193,21 @@ def test_band_without_crs_is_one_line(s2_fire):
         dst.write(data, 1)
     result = process_events([s2_fire.event], cfg_for(s2_fire.data_dir))
     assert result.failed == [f"{s2_fire.pre_name}: {scl.name} has no CRS"]
+
+
+def test_corrupt_tile_inside_a_jpeg2000_is_an_error_not_nodata(s2_fire):
+    """A JPEG 2000 whose header is fine but whose later tiles are cut off: GDAL's threaded decoder
+    would hand back zeros (silent nodata); the stage reads single-threaded and reports it."""
+    jp2 = next((sentinel_dir(s2_fire) / s2_fire.post_name).rglob("*_B12_20m.jp2"))
+    with rasterio.open(jp2) as src:
+        data, profile = src.read(1), src.profile
+    jp2.unlink()
+    profile.update(driver="JP2OpenJPEG", QUALITY=100, REVERSIBLE="YES", BLOCKXSIZE=32,
+                   BLOCKYSIZE=32)  # fmt: skip
+    with rasterio.open(jp2, "w", **profile) as dst:
+        dst.write(data, 1)
+    jp2.write_bytes(jp2.read_bytes()[: int(jp2.stat().st_size * 0.6)])
+    result = process_events([s2_fire.event], cfg_for(s2_fire.data_dir))
+    assert len(result.failed) == 1
+    assert result.failed[0].startswith(f"{s2_fire.post_name}: cannot read {jp2.name}")
+    assert result.written == 0

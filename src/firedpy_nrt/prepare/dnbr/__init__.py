@@ -20,6 +20,7 @@ from firedpy_nrt.config.dnbr import DnbrConfig
 from firedpy_nrt.errors import ConfigError, DataError
 from firedpy_nrt.prepare.dnbr import landsat, sentinel2
 from firedpy_nrt.prepare.dnbr.compute import process_pair
+from firedpy_nrt.prepare.dnbr.grid import READ_OPTIONS
 from firedpy_nrt.prepare.dnbr.pairing import Event, choose
 from firedpy_nrt.prepare.dnbr.scene import Scene
 from firedpy_nrt.prepare.pipeline import StageResult
@@ -86,8 +87,7 @@ def process_events(
     scenes_dir, out_dir = Path(cfg.scenes_dir), Path(cfg.output_dir)
     events = list(events)
     out_dir.mkdir(parents=True, exist_ok=True)  # the match stage lists it even when empty
-    threads = "ALL_CPUS" if cfg.threads is None else str(cfg.threads)
-    with rasterio.Env(GDAL_CACHEMAX=cfg.gdal_cache_mb, GDAL_NUM_THREADS=threads):
+    with rasterio.Env(GDAL_CACHEMAX=cfg.gdal_cache_mb, **READ_OPTIONS):
         for event in tqdm(events, desc="dnbr", unit="fire", disable=len(events) < 2):
             fire_dir = scenes_dir / str(event.id)
             scenes, failures = find_scenes(fire_dir, satellite, cfg)

@@ -33,6 +33,7 @@ class CogWriter:
         overview_resampling: str = "AVERAGE",
         descriptions: tuple[str, ...] | None = None,
         tags: dict[str, str] | None = None,
+        threads: int | None = None,
     ) -> None:
         self.path = path
         self.work = path.with_name(path.name + ".work.tmp")
@@ -55,6 +56,7 @@ class CogWriter:
         self.overview_resampling = overview_resampling
         self.descriptions = descriptions
         self.tags = tags or {}
+        self.threads = "ALL_CPUS" if threads is None else str(threads)
         self._ds: rasterio.io.DatasetWriter | None = None
         self._done = False
 
@@ -88,10 +90,7 @@ class CogWriter:
             BLOCKSIZE=str(WORK_BLOCK),
             OVERVIEW_RESAMPLING=self.overview_resampling,
             BIGTIFF="IF_SAFER",
-            # DEFLATE in parallel; follows dnbr.threads through the stage's GDAL_NUM_THREADS.
-            NUM_THREADS=rasterio.env.getenv().get("GDAL_NUM_THREADS", "1")
-            if rasterio.env.hasenv()
-            else "1",
+            NUM_THREADS=self.threads,  # DEFLATE compression in parallel
         )
         os.replace(self.tmp, self.path)
         self._done = True

@@ -129,20 +129,20 @@ class _Products:
         if "dnbr" in paths:
             self.writers["dnbr"] = CogWriter(
                 paths["dnbr"], grid, "float32", nodata=float("nan"), tags=tags,
-                descriptions=("dNBR",),
+                descriptions=("dNBR",), threads=cfg.threads,
             )  # fmt: skip
         if "mask" in paths:
             self.writers["mask"] = CogWriter(
                 paths["mask"], grid, "uint8", nodata=MASK_NODATA, overview_resampling="NEAREST",
                 tags={**tags, "threshold": str(cfg.threshold), "values": "1 burned, 0 unburned"},
-                descriptions=("burn mask",),
+                descriptions=("burn mask",), threads=cfg.threads,
             )  # fmt: skip
         if "severity" in paths:
             classes = {str(i + 1): name for i, name in enumerate(SEVERITY_CLASSES)}
             self.writers["severity"] = CogWriter(
                 paths["severity"], grid, "uint8", nodata=MASK_NODATA, overview_resampling="NEAREST",
                 tags={**tags, **classes, "breaks": str(cfg.severity_breaks)},
-                descriptions=("USGS burn severity class",),
+                descriptions=("USGS burn severity class",), threads=cfg.threads,
             )  # fmt: skip
 
     def __enter__(self) -> _Products:
@@ -306,6 +306,7 @@ def write_rgb(scene: Scene, grid: Grid, cfg: DnbrConfig, path: Path) -> Path:
             nodata=0 if quicklook else float("nan"),
             descriptions=("red", "green", "blue"),
             tags={"product": scene.product, "mode": cfg.rgb.mode},
+            threads=cfg.threads,
         ) as writer,
     ):
         for role, band in zip(RGB_ROLES, bands, strict=True):

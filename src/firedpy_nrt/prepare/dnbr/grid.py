@@ -30,6 +30,11 @@ from shapely.ops import transform as shapely_transform
 
 from firedpy_nrt.errors import DataError
 
+#: GDAL settings for every read of the stage. One decoding thread: GDAL's JPEG 2000 driver,
+#: decoding the tiles of a request in threads (its default), hands back zeros for a corrupt tile
+#: instead of failing, and zeros are nodata here: a broken product would pass as a cloudy one.
+READ_OPTIONS = {"GDAL_NUM_THREADS": "1"}
+
 
 @dataclass(frozen=True)
 class Grid:

@@ -111,15 +111,19 @@ def _scoring_grid(
 
 
 def valid_pixels(scene: Scene, grid: Grid) -> np.ndarray:
-    """Boolean validity of ``scene`` on ``grid``: quality layer not masked and NIR not nodata."""
+    """Boolean validity of ``scene`` on ``grid``: quality layer not masked and SWIR not nodata.
+
+    SWIR, not NIR: B12 shares the SCL's 20 m lattice even when NBR uses B08 at 10 m, so scoring
+    never decodes a 10 m band.
+    """
     window = rasterio.windows.Window(0, 0, grid.width, grid.height)
     with GridReader(grid) as reader:
         reader.add("q", scene.quality.path, scene.product, Resampling.nearest, nodata=None)
-        nir = scene.band("nir")
-        reader.add("nir", nir.path, scene.product, Resampling.nearest, nodata=nir.nodata)
+        swir = scene.band("swir")
+        reader.add("swir", swir.path, scene.product, Resampling.nearest, nodata=swir.nodata)
         q = reader.read("q", window)
-        dn = reader.read("nir", window)
-    return ~scene.quality.invalid(q) & (dn != nir.nodata)
+        dn = reader.read("swir", window)
+    return ~scene.quality.invalid(q) & (dn != swir.nodata)
 
 
 def score_pairs(
