@@ -1,0 +1,126 @@
+"""Schema of ``train.py``: model, loss, optimizer, scheduler, trainer, callbacks, loggers, run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.utils import get_method
+
+from firedpy_nrt.config import Invalid, require
+from firedpy_nrt.config.data import DataConfig
+from firedpy_nrt.config.paths import PathsConfig
+
+BACKBONES = ("resnet50", "resnet101", "mobilenet_v3_large")
+PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "64", "64-true", "bf16-true", "16-true")
+
+
+@dataclass
+class NetConfig:
+    backbone: str = "resnet50"
+    weights_backbone: str | None = None  # torchvision weights name, read from the local cache only
+    weights_path: str | None = None  # a local weights file
+
+    def check(self) -> None:
+        require(
+            self.backbone in BACKBONES,
+            "backbone",
+            f"unknown backbone {self.backbone!r} (choose from: {', '.join(BACKBONES)})",
+        )
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = "firedpy_nrt.models.segmentation.SegmentationModule"
+    net: NetConfig = field(default_factory=NetConfig)
+    in_layers: int = 3
+    threshold: float = 0.5
+    backbone_lr_mult: float = 0.1
+    scheduler_monitor: str = "val/iou"
+    dnbr_channel: int | None = 2
+    dnbr_threshold: float = 0.1
+    channels_last: bool = False
+
+    def check(self) -> None:
+        require(self.in_layers >= 1, "in_layers", "must be >= 1")
+        require(0 < self.threshold < 1, "threshold", "must be in (0, 1)")
+        require(self.backbone_lr_mult >= 0, "backbone_lr_mult", "must be >= 0")
+        require(
+            self.dnbr_channel is None or 0 <= self.dnbr_channel < self.in_layers,
+            "dnbr_channel",
+            f"must be null or in [0, {self.in_layers - 1}]",
+        )
+
+
+def _check_partial(node: Any, key: str) -> None:
+    """Build the target once with its keyword values so range errors show at start-up."""
+    if node is None:
+        return
+    require(isinstance(node, dict) and "_target_" in node, key, "needs a _target_")
+    kwargs = {k: v for k, v in node.items() if not (k.startswith("_") and k.endswith("_"))}
+    try:
+        target = get_method(node["_target_"])
+    except Exception:
+        raise Invalid(f"{key}._target_", f"cannot import {node['_target_']!r}") from None
+    return target, kwargs
+
+
+@dataclass
+class TrainConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: Any = field(default_factory=dict)
+    optimizer: Any = field(default_factory=dict)
+    scheduler: Any = None
+    trainer: Any = field(default_factory=dict)
+    callbacks: Any = field(default_factory=dict)
+    logger: Any = field(default_factory=dict)
+    extras: Any = field(default_factory=dict)
+    task_name: str = "train"
+    tags: list[str] = field(default_factory=list)
+    seed: int | None = 42
+    train: bool = True
+    test: bool = True
+    ckpt_path: str | None = None
+    optimized_metric: str = "val/iou"
+
+    def check(self) -> None:
+        loss_target = _check_partial(self.loss, "loss")
+        if loss_target is not None:
+            target, kwargs = loss_target
+            try:
+                target(**kwargs)
+            except Invalid as exc:
+                raise Invalid(f"loss.{exc.key}", exc.message) from None
+        opt = _check_partial(self.optimizer, "optimizer")
+        require(opt is not None, "optimizer", "an optimizer is required (e.g. optimizer=adamw)")
+        lr = self.optimizer.get("lr")
+        require(lr is not None and float(lr) > 0, "optimizer.lr", "must be > 0")
+        _check_partial(self.scheduler, "scheduler")
+        require(
+            isinstance(self.trainer, dict) and "_target_" in self.trainer,
+            "trainer",
+            "needs a _target_ (e.g. trainer=cpu)",
+        )
+        precision = self.trainer.get("precision")
+        require(
+            precision is None or str(precision) in PRECISIONS,
+            "trainer.precision",
+            f"must be one of {', '.join(PRECISIONS)} (got {precision!r})",
+        )
+        for key in ("max_epochs", "devices", "num_nodes", "accumulate_grad_batches"):
+            value = self.trainer.get(key)
+            if isinstance(value, int) and key != "max_epochs":
+                require(value >= 1, f"trainer.{key}", "must be >= 1")
+            if key == "max_epochs" and value is not None:
+                require(value == -1 or value >= 1, "trainer.max_epochs", "must be >= 1 or -1")
+        clip = self.trainer.get("gradient_clip_val")
+        require(clip is None or float(clip) >= 0, "trainer.gradient_clip_val", "must be >= 0")
+        require(self.train or self.test, "train", "train and test are both false: nothing to do")
+        require(
+            self.optimized_metric.startswith(("val/", "test/", "train/")),
+            "optimized_metric",
+            f"must be a logged metric such as val/iou (got {self.optimized_metric!r})",
+        )
+        require(self.seed is None or self.seed >= 0, "seed", "must be >= 0 or null")

@@ -1,0 +1,170 @@
+"""DeepLabV3 networks from torchvision with one burned logit and a first conv for our channels.
+
+Nothing is ever downloaded: ``weights_backbone`` names a torchvision weights enum (e.g.
+``IMAGENET1K_V1``) that must already sit in the torch hub cache, and ``weights_path`` is a local
+file (a torchvision backbone state dict, or a DeepLabV3 state dict with ``backbone.`` keys, or a
+Lightning checkpoint of ours).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models import (
+    MobileNet_V3_Large_Weights,
+    ResNet50_Weights,
+    ResNet101_Weights,
+)
+from torchvision.models.segmentation import (
+    deeplabv3_mobilenet_v3_large,
+    deeplabv3_resnet50,
+    deeplabv3_resnet101,
+)
+from torchvision.models.segmentation.deeplabv3 import DeepLabV3
+
+from firedpy_nrt.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: backbone name -> (torchvision builder, backbone weights enum)
+BACKBONES: dict[str, tuple[Any, Any]] = {
+    "resnet50": (deeplabv3_resnet50, ResNet50_Weights),
+    "resnet101": (deeplabv3_resnet101, ResNet101_Weights),
+    "mobilenet_v3_large": (deeplabv3_mobilenet_v3_large, MobileNet_V3_Large_Weights),
+}
+
+
+def first_conv_slot(model: DeepLabV3) -> tuple[nn.Module, str]:
+    """``(parent, name)`` such that ``getattr(parent, name)`` is the backbone's first Conv2d."""
+    backbone = model.backbone
+    if hasattr(backbone, "conv1"):  # ResNet
+        return backbone, "conv1"
+    return backbone["0"], "0"  # MobileNetV3: features[0] is Conv2dNormActivation, [0] its conv
+
+
+def _adapt_first_conv(model: DeepLabV3, in_channels: int, weight: torch.Tensor | None) -> None:
+    """Replace the first conv by one taking ``in_channels``.
+
+    ``weight`` (from a weights file made for this many channels) is copied as is; otherwise the
+    existing filters' mean is copied to every input channel and rescaled by old/new channel count
+    so activations keep their magnitude (the usual recipe for multispectral inputs, as in
+    torchgeo); with random weights this is just a fresh init of the right shape.
+    """
+    parent, name = first_conv_slot(model)
+    old: nn.Conv2d = getattr(parent, name)
+    new = nn.Conv2d(
+        in_channels,
+        old.out_channels,
+        kernel_size=old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        bias=old.bias is not None,
+    )
+    with torch.no_grad():
+        if weight is not None:
+            new.weight.copy_(weight)
+        else:
+            mean = old.weight.mean(dim=1, keepdim=True)
+            new.weight.copy_(mean.repeat(1, in_channels, 1, 1) * (old.in_channels / in_channels))
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    setattr(parent, name, new)
+
+
+def _weights_enum(backbone: str, weights_backbone: str) -> Any:
+    enum = BACKBONES[backbone][1]
+    try:
+        weights = enum[weights_backbone] if weights_backbone != "DEFAULT" else enum.DEFAULT
+    except KeyError:
+        names = ", ".join(w.name for w in enum)
+        raise ConfigError(
+            f"config key 'model.net.weights_backbone': {weights_backbone!r} is not a weights "
+            f"name for {backbone} (choose from: {names}, or null)"
+        ) from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not cached.is_file():
+        raise ConfigError(
+            f"config key 'model.net.weights_backbone': {weights_backbone} is not in the local "
+            f"cache ({cached}); nothing is downloaded: put the file there or set "
+            "model.net.weights_path"
+        )
+    return weights
+
+
+def _backbone_state(path: Path, backbone: str) -> tuple[dict[str, torch.Tensor], bool]:
+    """Read a weights file; return (state dict, whether its keys are full-model keys)."""
+    if not path.is_file():
+        raise ConfigError(f"config key 'model.net.weights_path': no such file: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/unsafe files
+        raise ConfigError(
+            f"config key 'model.net.weights_path': cannot read {path}: {exc}".splitlines()[0]
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ConfigError(f"config key 'model.net.weights_path': {path} holds no state dict")
+    # Our own Lightning checkpoints prefix the network with "net."
+    if any(k.startswith("net.") for k in state):
+        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+    if any(k.startswith("backbone.") for k in state):
+        return state, True
+    if backbone == "mobilenet_v3_large":
+        # torchvision MobileNetV3 keys "features.N..." are "N..." inside DeepLabV3's backbone
+        state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    else:
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    return state, False
+
+
+def build_deeplabv3(
+    backbone: str = "resnet50",
+    in_channels: int = 6,
+    weights_backbone: str | None = None,
+    weights_path: str | None = None,
+) -> DeepLabV3:
+    """A torchvision DeepLabV3 with one output logit and ``in_channels`` inputs."""
+    if backbone not in BACKBONES:
+        raise ConfigError(
+            f"config key 'model.net.backbone': unknown backbone {backbone!r} "
+            f"(choose from: {', '.join(BACKBONES)})"
+        )
+    builder, _ = BACKBONES[backbone]
+    weights = _weights_enum(backbone, weights_backbone) if weights_backbone else None
+    model = builder(weights=None, weights_backbone=weights, num_classes=1, aux_loss=False)
+    first_weight: torch.Tensor | None = None
+    if weights_path:
+        state, full = _backbone_state(Path(weights_path), backbone)
+        target = model if full else model.backbone
+        own = target.state_dict()
+        # Shapes that differ (the first conv of a 6-channel model, another head) are skipped
+        # here and re-made below; everything else must match or it is not this backbone's file.
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        skipped = [k for k in state if k not in usable]
+        if not usable:
+            raise ConfigError(
+                f"config key 'model.net.weights_path': {weights_path} has no weights for "
+                f"a {backbone} DeepLabV3"
+            )
+        target.load_state_dict(usable, strict=False)
+        log.info(
+            "loaded %d tensors from %s (%d skipped: %s)",
+            len(usable),
+            weights_path,
+            len(skipped),
+            ", ".join(skipped[:5]),
+        )
+        # A file made for our channel count (e.g. a model of ours) keeps its first conv as is.
+        conv_key = ("backbone." if full else "") + (
+            "0.0.weight" if backbone == "mobilenet_v3_large" else "conv1.weight"
+        )
+        candidate = state.get(conv_key)
+        if candidate is not None and candidate.ndim == 4 and candidate.shape[1] == in_channels:
+            first_weight = candidate
+    _adapt_first_conv(model, in_channels, first_weight)
+    return model

@@ -1,0 +1,74 @@
+"""Networks: one logit, first conv for 2 x layers, local weights files only."""
+
+import pytest
+import torch
+
+from firedpy_nrt.errors import ConfigError
+from firedpy_nrt.models.networks import build_deeplabv3, first_conv_slot
+
+
+def _conv(model):
+    parent, name = first_conv_slot(model)
+    return getattr(parent, name)
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "mobilenet_v3_large"])
+def test_one_logit_and_adapted_first_conv(backbone: str) -> None:
+    model = build_deeplabv3(backbone, in_channels=6).eval()
+    assert _conv(model).in_channels == 6
+    with torch.no_grad():
+        out = model(torch.randn(1, 6, 64, 48))["out"]
+    assert out.shape == (1, 1, 64, 48)
+
+
+@pytest.mark.slow
+def test_resnet101_builds() -> None:
+    model = build_deeplabv3("resnet101", in_channels=4).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 4, 32, 32))["out"].shape == (1, 1, 32, 32)
+
+
+def test_weights_path_loads_a_torchvision_backbone_file(tmp_path) -> None:
+    from torchvision.models import mobilenet_v3_large
+
+    rgb = mobilenet_v3_large(weights=None)
+    path = tmp_path / "mobilenet.pth"
+    torch.save(rgb.state_dict(), path)
+    model = build_deeplabv3("mobilenet_v3_large", in_channels=6, weights_path=str(path))
+    # inner layers copied as is; the RGB first conv spread over the 6 inputs (mean, scaled)
+    assert torch.equal(model.backbone["4"].block[0][0].weight, rgb.features[4].block[0][0].weight)
+    rgb_conv = rgb.features[0][0].weight
+    expected = rgb_conv.mean(dim=1, keepdim=True).repeat(1, 6, 1, 1) * 0.5
+    assert torch.allclose(_conv(model).weight, expected)
+
+
+def test_weights_path_of_a_full_model_keeps_its_first_conv(tmp_path) -> None:
+    source = build_deeplabv3("mobilenet_v3_large", in_channels=6)
+    path = tmp_path / "full.pth"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in source.state_dict().items()}}, path)
+    model = build_deeplabv3("mobilenet_v3_large", in_channels=6, weights_path=str(path))
+    for (k, a), b in zip(source.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_bad_weights_and_backbone_are_config_errors(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="weights_path.*no such file"):
+        build_deeplabv3("mobilenet_v3_large", weights_path=str(tmp_path / "missing.pth"))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(ConfigError, match="weights_path.*cannot read"):
+        build_deeplabv3("mobilenet_v3_large", weights_path=str(junk))
+    other = tmp_path / "other.pth"
+    torch.save({"foo.weight": torch.zeros(3)}, other)
+    with pytest.raises(ConfigError, match="no weights for"):
+        build_deeplabv3("mobilenet_v3_large", weights_path=str(other))
+    with pytest.raises(ConfigError, match="backbone"):
+        build_deeplabv3("vgg16")
+
+
+def test_weights_backbone_is_never_downloaded(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="not in the local cache"):
+        build_deeplabv3("mobilenet_v3_large", weights_backbone="IMAGENET1K_V1")
+    with pytest.raises(ConfigError, match="not a weights name"):
+        build_deeplabv3("mobilenet_v3_large", weights_backbone="NOPE")

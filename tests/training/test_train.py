@@ -1,0 +1,124 @@
+"""train(cfg): run directory contents, returned metric, resume, config errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from runner import run_train
+
+from firedpy_nrt.config import validate
+from firedpy_nrt.config.train import TrainConfig
+from firedpy_nrt.errors import ConfigError
+from firedpy_nrt.reporting import EPOCH_COLUMNS, TEST_COLUMNS
+from firedpy_nrt.training import train
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_train_writes_the_run_directory_and_returns_best_val_iou(train_cfg) -> None:
+    cfg = train_cfg()
+    validate(cfg, TrainConfig)
+    value = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "curves.png").stat().st_size > 1000
+    rows = _rows(run / "metrics.csv")
+    assert tuple(rows[0]) == EPOCH_COLUMNS
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert all(r["train_loss"] and r["val_iou"] for r in rows)
+    best = max(float(r["val_iou"]) for r in rows)
+    assert value == pytest.approx(best, abs=1e-6)
+    tests = _rows(run / "test_metrics.csv")
+    assert tuple(tests[0]) == TEST_COLUMNS
+    assert [r["predictor"] for r in tests] == ["model", "dnbr_threshold", "all_burned"]
+    assert (run / "config.yaml").is_file() and "${" not in (run / "config.yaml").read_text()
+
+
+def _optimizer_state(path: Path) -> tuple[int, int, list[torch.Tensor], dict]:
+    ckpt = torch.load(path, weights_only=False)
+    state = ckpt["optimizer_states"][0]["state"]
+    tensors = [state[k]["exp_avg"] for k in sorted(state)]
+    return ckpt["epoch"], ckpt["global_step"], tensors, ckpt["lr_schedulers"][0]
+
+
+def test_resume_continues_epochs_and_matches_an_uninterrupted_run(train_cfg, tmp_path) -> None:
+    # Random states travel in the checkpoint: shuffles and dropout masks match after resume.
+    det = ["trainer.max_epochs=2", "trainer.num_sanity_val_steps=0"]
+    full = train_cfg(*det, "test=false")
+    full.paths.output_dir = str(tmp_path / "full")
+    train(full)
+
+    first = train_cfg(*det, "test=false", "trainer.max_epochs=1")
+    first.paths.output_dir = str(tmp_path / "part")
+    first.scheduler.T_max = 2  # same schedule as the full run, stopped after one epoch
+    train(first)
+    part_last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+
+    resumed = train_cfg(*det, "test=false", "ckpt_path=last")
+    resumed.paths.output_dir = str(tmp_path / "part")
+    train(resumed)
+
+    epoch_a, step_a, exp_a, sched_a = _optimizer_state(tmp_path / "full/checkpoints/last.ckpt")
+    epoch_b, step_b, exp_b, sched_b = _optimizer_state(part_last)
+    assert (epoch_a, step_a) == (epoch_b, step_b)
+    assert step_b == 4  # 2 epochs x 2 batches: the resumed run did not redo epoch 0
+    assert sched_a["last_epoch"] == sched_b["last_epoch"]
+    for a, b in zip(exp_a, exp_b, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    rows = _rows(tmp_path / "part" / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+
+
+def test_missing_resume_checkpoint_is_a_config_error(train_cfg, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="ckpt_path.*last"):
+        train(train_cfg("ckpt_path=last"))
+    with pytest.raises(ConfigError, match="ckpt_path.*no such checkpoint"):
+        train(train_cfg(f"ckpt_path={tmp_path}/nope.ckpt"))
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("model.threshold=1.5", "model.threshold"),
+        ("model.net.backbone=vgg", "model.net.backbone"),
+        ("+model.nope=1", "model.nope"),
+        ("loss.pos_weight=-1", "loss.pos_weight"),
+        ("loss.gamma=-2", "loss.gamma"),
+        ("optimizer.lr=0", "optimizer.lr"),
+        ("+optimizer.betas_typo=1", "optimizer.betas_typo"),
+        ("trainer.precision=8", "trainer.precision"),
+        ("+trainer.max_epoch=3", "trainer.max_epoch"),
+        ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches"),
+        ("+callbacks.early_stopping.patiense=2", "callbacks.early_stopping.patiense"),
+        ("seed=-1", "seed"),
+    ],
+)
+def test_bad_config_values_are_one_line_errors_naming_the_key(train_cfg, override, key) -> None:
+    overrides = [override]
+    if override.startswith("loss.gamma"):
+        overrides = ["loss=focal", override]
+    cfg = train_cfg(*overrides)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg, TrainConfig)
+    message = str(info.value)
+    assert f"'{key}'" in message and "\n" not in message
+
+
+def test_bad_value_from_the_command_line_exits_with_one_line(tmp_path, fast) -> None:
+    result = run_train([*fast, f"paths.log_dir={tmp_path}", "model.threshold=2"], cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert lines == ["error: config key 'model.threshold': must be in (0, 1)"]
+    logs = tmp_path / "typo"
+    typo = run_train([*fast, f"paths.log_dir={logs}", "trainer.max_epoch=3"], cwd=tmp_path)
+    lines = [ln for ln in typo.stderr.splitlines() if ln.strip()]
+    assert typo.returncode == 2 and len(lines) == 1
+    assert "trainer.max_epoch" in lines[0] and "max_epochs" in lines[0]  # with a suggestion
+    assert not logs.exists()  # stopped before Hydra made a run directory
