@@ -207,3 +207,21 @@ def test_two_rasters_with_one_name(tmp_path, scene_factory, predict_cfg) -> None
     ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule())
     with pytest.raises(DataError, match="would both write .*_pred.h5; give the luminance-change"):
         predict(predict_cfg(ckpt, csv_path))
+
+
+def test_failure_at_the_last_file_leaves_no_set_half_written(
+    tmp_path, setup, predict_cfg, monkeypatch
+) -> None:
+    """The three files of a scene appear together: a quicklook that fails takes the HDF5 and
+    GeoTIFF (already complete under temporary names) with it."""
+    from firedpy_nrt.predict import assembly
+
+    _, csv_path, ckpt = setup
+
+    def broken(*args, **kwargs):
+        raise OSError("no space left for the PNG")
+
+    monkeypatch.setattr(assembly, "write_quicklook", broken)
+    with pytest.raises(OSError, match="no space left"):
+        predict(predict_cfg(ckpt, csv_path))
+    assert list((tmp_path / "out").iterdir()) == []

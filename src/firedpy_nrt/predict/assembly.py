@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ from firedpy_nrt.predict.writers import (
     HDF5Writer,
     OutputPaths,
     Thumbnail,
+    temporary,
     write_quicklook,
 )
 
@@ -145,21 +147,32 @@ class SceneAssembler:
         self.rows_written += h
 
     def commit(self) -> SceneScore | None:
-        """Close and rename the outputs, draw the quicklook; the scene's score if it has a label."""
+        """Finish the three files under temporary names, then rename them together (a failure
+        leaves none of them); the scene's score if it has a label."""
         if self.rows_written != self.scene.geo.height:
             raise RuntimeError(
                 f"{self.scene.name}: {self.rows_written} of {self.scene.geo.height} rows written"
             )
-        self._h5.commit()
-        self._tif.commit()
-        write_quicklook(
-            self.scene.outputs.png,
-            read_thumbnail(self.scene.row.get("dnbr"), self.scene.geo, self._prob.step),
-            self._prob.data,
-            self._label.data if self._label is not None else None,
-            title=f"fire {self.scene.fire_id}: {self.scene.name} (threshold {self.threshold:g})",
-            threshold=self.threshold,
-        )
+        png = self.scene.outputs.png
+        png_tmp = temporary(png)
+        try:
+            self._h5.finish()
+            self._tif.finish()
+            write_quicklook(
+                png_tmp,
+                read_thumbnail(self.scene.row.get("dnbr"), self.scene.geo, self._prob.step),
+                self._prob.data,
+                self._label.data if self._label is not None else None,
+                title=f"fire {self.scene.fire_id}: {self.scene.name} (threshold {self.threshold:g})",
+                threshold=self.threshold,
+            )
+            self._h5.publish()
+            self._tif.publish()
+            os.replace(png_tmp, png)
+        except BaseException:
+            png_tmp.unlink(missing_ok=True)
+            self.abort()
+            raise
         self.reader.close()
         if self.confusion is None:
             return None

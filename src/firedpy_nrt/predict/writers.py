@@ -123,9 +123,18 @@ class HDF5Writer:
         self.prediction[y0:y1, :] = prediction
         self.mask[y0:y1, :] = mask
 
-    def commit(self) -> None:
-        self._file.close()
+    def finish(self) -> None:
+        """Close the complete file, still under its temporary name."""
+        if self._file.id.valid:
+            self._file.close()
+
+    def publish(self) -> None:
+        """Give the finished file its name."""
         os.replace(self._tmp, self.path)
+
+    def commit(self) -> None:
+        self.finish()
+        self.publish()
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
@@ -176,7 +185,8 @@ class COGWriter:
         h, w = prediction.shape
         self._ds.write(prediction, 1, window=rasterio.windows.Window(0, y0, w, h))
 
-    def commit(self) -> None:
+    def finish(self) -> None:
+        """Copy the streamed GeoTIFF into the COG, still under its temporary name."""
         self._ds.close()
         try:
             rasterio.shutil.copy(
@@ -193,10 +203,19 @@ class COGWriter:
                 BIGTIFF="IF_SAFER",
                 NUM_THREADS="ALL_CPUS",
             )
-            os.replace(self._tmp, self.path)
+        except BaseException:
+            _unlink(self._tmp)
+            raise
         finally:
             _unlink(self._stream)
-            _unlink(self._tmp)
+
+    def publish(self) -> None:
+        """Give the finished COG its name."""
+        os.replace(self._tmp, self.path)
+
+    def commit(self) -> None:
+        self.finish()
+        self.publish()
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
