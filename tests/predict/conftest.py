@@ -128,6 +128,16 @@ def save_checkpoint(
     return path
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a loaded machine OpenMP's spinning threads
+    make a MobileNet forward 50x slower; restore the setting after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def scene_factory(tmp_path: Path):
     def factory(height: int, width: int, **kw) -> SceneFiles:
