@@ -189,3 +189,24 @@ def predict_cfg(tmp_path: Path):
         )
 
     return build
+
+
+def lightning_checkpoint(
+    path: Path, module: lightning.LightningModule, splits: dict | None
+) -> Path:
+    """A checkpoint written by ``Trainer.save_checkpoint`` (the module's own hooks run), plus the
+    ``firedpy_splits`` a training run's datamodule would add."""
+    import lightning.pytorch as pl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path)
+    if splits is not None:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt["firedpy_splits"] = splits
+        torch.save(ckpt, path)
+    return path
