@@ -16,7 +16,7 @@ from typing import Any
 import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, LightningDataModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -90,7 +90,7 @@ def build_module(cfg: DictConfig, augmentation: Any = None) -> SegmentationModul
     )
 
 
-def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
+def build_callbacks(cfg: DictConfig, run_dir: Path, has_logger: bool = True) -> list[Callback]:
     """Callbacks from ``cfg.callbacks`` (a mapping name -> ``_target_`` node) plus the run report."""
     callbacks: list[Callback] = []
     for name, node in (cfg.get("callbacks") or {}).items():
@@ -98,7 +98,11 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
             continue
         if "_target_" not in node:
             raise ConfigError(f"config key 'callbacks.{name}': needs a _target_")
-        callbacks.append(instantiate(node))
+        callback = instantiate(node)
+        if isinstance(callback, LearningRateMonitor) and not has_logger:
+            log.info("callbacks.%s: no logger to write learning rates to, left out", name)
+            continue
+        callbacks.append(callback)
     callbacks.append(RunReport(run_dir))
     return callbacks
 
@@ -110,6 +114,11 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             continue
         if "_target_" not in node:
             raise ConfigError(f"config key 'logger.{name}': needs a _target_")
+        if "MLFlowLogger" in str(node["_target_"]):
+            uri = str(node.get("tracking_uri") or "")
+            if uri.startswith("file:") or "://" not in uri:
+                # MLflow 3 refuses its file store unless told; a local store is what we want here
+                os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         loggers.append(instantiate(node))
     return loggers
 
@@ -135,8 +144,8 @@ def train(cfg: DictConfig) -> float | None:
     datamodule: LightningDataModule = instantiate(cfg.data)
     augmentation = getattr(datamodule, "augmentation", None)
     module = build_module(cfg, augmentation)
-    callbacks = build_callbacks(cfg, run_dir)
     loggers = build_loggers(cfg)
+    callbacks = build_callbacks(cfg, run_dir, has_logger=bool(loggers))
     trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if trainer.is_global_zero:
         save_resolved_config(cfg, run_dir)

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lightning.pytorch import Callback
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: overrides that make every test run tiny, on CPU, without a progress bar (plus the data dir)
@@ -49,3 +51,14 @@ def run_script(
 def run_train(args: Sequence[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python train.py ARGS`` in a subprocess."""
     return run_script("train.py", args, cwd, timeout)
+
+
+class CrashAt(Callback):
+    """Raises at a given global step: a run killed in mid-epoch (tests only)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"simulated crash at step {self.step}")

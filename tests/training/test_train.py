@@ -122,3 +122,32 @@ def test_bad_value_from_the_command_line_exits_with_one_line(tmp_path, fast) -> 
     assert typo.returncode == 2 and len(lines) == 1
     assert "trainer.max_epoch" in lines[0] and "max_epochs" in lines[0]  # with a suggestion
     assert not logs.exists()  # stopped before Hydra made a run directory
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint(train_cfg, tmp_path) -> None:
+    common = ["trainer.limit_train_batches=4", "callbacks.step_checkpoint.every_n_train_steps=1"]
+    crash = ["+callbacks.crash._target_=runner.CrashAt", "+callbacks.crash.step=6"]
+    crashing = train_cfg(*common, *crash, "test=false")  # dies at epoch 1, batch 2
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(crashing)
+    last = Path(crashing.paths.output_dir) / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=False)
+    assert saved["global_step"] == 6  # the step checkpoint right before the crash
+
+    resumed = train_cfg(*common, "test=false", "ckpt_path=last")
+    train(resumed)
+    final = torch.load(last, weights_only=False)
+    assert final["global_step"] == 8  # 2 epochs x 4 batches: nothing redone, nothing skipped
+    assert [r["epoch"] for r in _rows(tmp_path / "run" / "metrics.csv")] == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_tensorboard_and_mlflow_loggers_write_locally(train_cfg, tmp_path) -> None:
+    cfg = train_cfg("logger=many", "test=false")
+    train(cfg)
+    run = Path(cfg.paths.output_dir)
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run / "csv" / "metrics.csv").is_file()
+    runs = list((tmp_path / "mlflow").glob("*/*/metrics/val/iou"))
+    assert runs, list((tmp_path / "mlflow").rglob("*"))[:20]

@@ -103,6 +103,7 @@ class PrepareConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     stages: list[str] = field(default_factory=lambda: ["download", "dnbr", "match"])
     events: str | None = None
+    events_crs: str | None = None
     event_ids: list[Any] = field(default_factory=list)
     satellite: str = "sentinel"
     overwrite: bool = False

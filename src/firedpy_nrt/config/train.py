@@ -20,8 +20,14 @@ class NetConfig:
     backbone: str = "resnet50"
     weights_backbone: str | None = None  # torchvision weights name, read from the local cache only
     weights_path: str | None = None  # a local weights file
+    bn_momentum: float | None = 0.1  # BatchNorm running-stat momentum; null keeps torchvision's
 
     def check(self) -> None:
+        require(
+            self.bn_momentum is None or 0 < self.bn_momentum <= 1,
+            "bn_momentum",
+            "must be in (0, 1] or null",
+        )
         require(
             self.backbone in BACKBONES,
             "backbone",

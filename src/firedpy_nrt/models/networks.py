@@ -127,8 +127,14 @@ def build_deeplabv3(
     in_channels: int = 6,
     weights_backbone: str | None = None,
     weights_path: str | None = None,
+    bn_momentum: float | None = 0.1,
 ) -> DeepLabV3:
-    """A torchvision DeepLabV3 with one output logit and ``in_channels`` inputs."""
+    """A torchvision DeepLabV3 with one output logit and ``in_channels`` inputs.
+
+    ``bn_momentum`` sets every BatchNorm's running-statistics momentum (torchvision's
+    MobileNetV3 uses 0.01, meant for long ImageNet runs: after a few hundred steps its running
+    statistics are still near their initial values and evaluation collapses); None keeps them.
+    """
     if backbone not in BACKBONES:
         raise ConfigError(
             f"config key 'model.net.backbone': unknown backbone {backbone!r} "
@@ -167,4 +173,8 @@ def build_deeplabv3(
         if candidate is not None and candidate.ndim == 4 and candidate.shape[1] == in_channels:
             first_weight = candidate
     _adapt_first_conv(model, in_channels, first_weight)
+    if bn_momentum is not None:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = bn_momentum
     return model

@@ -35,7 +35,12 @@ from firedpy_nrt.models.networks import build_deeplabv3
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NET = {"backbone": "resnet50", "weights_backbone": None, "weights_path": None}
+DEFAULT_NET = {
+    "backbone": "resnet50",
+    "weights_backbone": None,
+    "weights_path": None,
+    "bn_momentum": 0.1,
+}
 DEFAULT_LOSS = {"_target_": "firedpy_nrt.models.losses.BCEDiceLoss"}
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}
 
@@ -119,6 +124,7 @@ class SegmentationModule(LightningModule):
             in_channels=self.normalize.out_channels,
             weights_backbone=net.get("weights_backbone"),
             weights_path=net.get("weights_path"),
+            bn_momentum=net.get("bn_momentum"),
         )
         if self.hparams.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)

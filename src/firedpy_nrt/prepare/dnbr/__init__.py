@@ -127,5 +127,5 @@ def run_stage(cfg: DictConfig) -> StageResult:
     from firedpy_nrt.prepare.events import read_events
 
     ids = [str(i) for i in cfg.get("event_ids") or []] or None
-    events = read_events(Path(cfg.events), ids)
+    events = read_events(Path(cfg.events), ids, crs=cfg.get("events_crs"))
     return process_events(events, dnbr_config(cfg), cfg.get("satellite", "sentinel"), cfg.overwrite)
