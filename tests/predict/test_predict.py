@@ -254,3 +254,23 @@ def test_mixed_precision(tmp_path, scene_factory, predict_cfg) -> None:
     valid = ~np.isnan(s.lum)
     diff = np.abs(maps["bf16-mixed"][valid] - maps["32-true"][valid])
     assert diff.max() < 0.02 and diff.max() > 0  # bf16 did run: not bit-identical
+
+
+def test_loader_workers_give_the_same_maps(tmp_path, scene_factory, predict_cfg) -> None:
+    """Tiles read in DataLoader worker processes (each opens its own rasters) arrive in order."""
+    scenes = [scene_factory(90, 70, fire="61", seed=1), scene_factory(50, 130, fire="62", seed=2)]
+    csv_path = write_match_csv(tmp_path / "data/match.csv", scenes, ["61", "62"])
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule())
+    for workers in (0, 2):
+        predict(
+            predict_cfg(
+                ckpt,
+                csv_path,
+                f"data.num_workers={workers}",
+                f"output_dir={tmp_path / str(workers)}",
+            )
+        )
+    for s in scenes:
+        name = f"{s.lum_change.stem}_pred.h5"
+        a, b = _read_h5(tmp_path / "0" / name)[0], _read_h5(tmp_path / "2" / name)[0]
+        np.testing.assert_array_equal(a, b)
