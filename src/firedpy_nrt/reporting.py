@@ -120,6 +120,7 @@ class RunReport(Callback):
     def __init__(self, run_dir: str | os.PathLike) -> None:
         self.run_dir = Path(run_dir)
         self.rows: list[dict[str, Any]] = []
+        self._validated_epoch: int | None = None
 
     @property
     def metrics_csv(self) -> Path:
@@ -140,13 +141,19 @@ class RunReport(Callback):
         start = trainer.current_epoch
         self.rows = [r for r in read_epoch_rows(self.metrics_csv) if r["epoch"] < start]
 
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
+
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking or trainer.fast_dev_run:
             return
         metrics = trainer.callback_metrics
         row: dict[str, Any] = {"epoch": trainer.current_epoch}
+        validated = self._validated_epoch == trainer.current_epoch
         for col, name in LOGGED.items():
-            row[col] = _value(metrics, name)
+            # callback_metrics keeps old values: no validation this epoch means empty cells
+            row[col] = _value(metrics, name) if validated or not col.startswith("val_") else None
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _write_csv(self.metrics_csv, EPOCH_COLUMNS, self.rows)

@@ -72,3 +72,10 @@ def test_weights_backbone_is_never_downloaded(tmp_path, monkeypatch) -> None:
         build_deeplabv3("mobilenet_v3_large", weights_backbone="IMAGENET1K_V1")
     with pytest.raises(ConfigError, match="not a weights name"):
         build_deeplabv3("mobilenet_v3_large", weights_backbone="NOPE")
+
+
+def test_random_init_gives_each_input_channel_its_own_filters() -> None:
+    conv = _conv(build_deeplabv3("mobilenet_v3_large", in_channels=6))
+    w = conv.weight
+    assert not torch.allclose(w[:, 0], w[:, 1])  # not one filter repeated over the channels
+    assert 0.05 < float(w.std()) < 1.0

@@ -151,3 +151,61 @@ def test_tensorboard_and_mlflow_loggers_write_locally(train_cfg, tmp_path) -> No
     assert (run / "csv" / "metrics.csv").is_file()
     runs = list((tmp_path / "mlflow").glob("*/*/metrics/val/iou"))
     assert runs, list((tmp_path / "mlflow").rglob("*"))[:20]
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        "model=deeplabv3_resnet50",
+        "model=deeplabv3_resnet101",
+        "model=deeplabv3_mobilenet",
+        "loss=bce",
+        "loss=dice",
+        "loss=focal",
+        "loss=bce_dice",
+        "scheduler=cosine",
+        "scheduler=plateau",
+        "scheduler=none",
+        "trainer=default",
+        "trainer=cpu",
+        "trainer=gpu",
+        "trainer=ddp",
+        "trainer=ddp_cpu",
+        "trainer=slurm",
+        "logger=csv",
+        "logger=tensorboard",
+        "logger=mlflow",
+        "logger=many",
+        "debug=fdr",
+        "debug=limit",
+        "debug=overfit",
+        "experiment=demo",
+        "hparams_search=optuna",
+    ],
+)
+def test_every_group_option_composes_and_validates(train_cfg, choice) -> None:
+    cfg = train_cfg(choice)
+    validate(cfg, TrainConfig)
+    if choice == "scheduler=none":
+        assert cfg.scheduler is None
+    if choice == "trainer=slurm":
+        assert cfg.trainer.devices == 1 and cfg.trainer.num_nodes == 1  # outside an allocation
+
+
+def test_epochs_without_validation_leave_validation_cells_empty(tmp_path) -> None:
+    from firedpy_nrt.reporting import RunReport
+
+    class FakeTrainer:
+        is_global_zero, sanity_checking, fast_dev_run = True, False, False
+        current_epoch = 0
+        callback_metrics = {"train/loss_epoch": torch.tensor(0.5), "val/iou": torch.tensor(0.4)}
+
+    report, trainer = RunReport(tmp_path), FakeTrainer()
+    report.on_validation_end(trainer, None)
+    report.on_train_epoch_end(trainer, None)
+    trainer.current_epoch = 1  # no validation this epoch; val/iou is still the old value
+    report.on_train_epoch_end(trainer, None)
+    rows = _rows(tmp_path / "metrics.csv")
+    assert [(r["epoch"], r["val_iou"]) for r in rows] == [("0", "0.4000000059604645"), ("1", "")]
+    assert rows[1]["train_loss"] == "0.5"
+    assert (tmp_path / "curves.png").is_file()

@@ -46,13 +46,15 @@ def first_conv_slot(model: DeepLabV3) -> tuple[nn.Module, str]:
     return backbone["0"], "0"  # MobileNetV3: features[0] is Conv2dNormActivation, [0] its conv
 
 
-def _adapt_first_conv(model: DeepLabV3, in_channels: int, weight: torch.Tensor | None) -> None:
+def _adapt_first_conv(
+    model: DeepLabV3, in_channels: int, weight: torch.Tensor | None, pretrained: bool
+) -> None:
     """Replace the first conv by one taking ``in_channels``.
 
-    ``weight`` (from a weights file made for this many channels) is copied as is; otherwise the
-    existing filters' mean is copied to every input channel and rescaled by old/new channel count
+    ``weight`` (from a weights file made for this many channels) is copied as is. With pretrained
+    RGB filters, their mean is copied to every input channel and rescaled by old/new channel count
     so activations keep their magnitude (the usual recipe for multispectral inputs, as in
-    torchgeo); with random weights this is just a fresh init of the right shape.
+    torchgeo). Without pretrained weights the new conv gets its own He init, like torchvision's.
     """
     parent, name = first_conv_slot(model)
     old: nn.Conv2d = getattr(parent, name)
@@ -67,11 +69,13 @@ def _adapt_first_conv(model: DeepLabV3, in_channels: int, weight: torch.Tensor |
     with torch.no_grad():
         if weight is not None:
             new.weight.copy_(weight)
-        else:
+        elif pretrained:
             mean = old.weight.mean(dim=1, keepdim=True)
             new.weight.copy_(mean.repeat(1, in_channels, 1, 1) * (old.in_channels / in_channels))
+        else:
+            nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
         if old.bias is not None:
-            new.bias.copy_(old.bias)
+            new.bias.copy_(old.bias) if pretrained else new.bias.zero_()
     setattr(parent, name, new)
 
 
@@ -172,7 +176,8 @@ def build_deeplabv3(
         candidate = state.get(conv_key)
         if candidate is not None and candidate.ndim == 4 and candidate.shape[1] == in_channels:
             first_weight = candidate
-    _adapt_first_conv(model, in_channels, first_weight)
+    pretrained = weights is not None or bool(weights_path)
+    _adapt_first_conv(model, in_channels, first_weight, pretrained)
     if bn_momentum is not None:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
