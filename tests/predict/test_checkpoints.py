@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import save_checkpoint
 from predict_standins import ConvModule, LumModule
+from predict_support import save_checkpoint
 
 from firedpy_nrt.errors import ConfigError, DataError
 from firedpy_nrt.predict.checkpoints import (

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, save_checkpoint, write_match_csv
 from predict_standins import LumModule
+from predict_support import ROOT, save_checkpoint, write_match_csv
 
 from firedpy_nrt.errors import ConfigError, DataError
 from firedpy_nrt.predict.run import predict

@@ -5,8 +5,8 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from conftest import save_checkpoint, write_match_csv
 from predict_standins import LumModule
+from predict_support import save_checkpoint, write_match_csv
 
 from firedpy_nrt.predict.run import predict
 

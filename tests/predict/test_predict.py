@@ -11,8 +11,8 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
-from conftest import save_checkpoint, write_match_csv
 from predict_standins import ConstantModule, LumModule
+from predict_support import save_checkpoint, write_match_csv
 from rasterio.crs import CRS
 
 from firedpy_nrt.predict.run import predict
@@ -204,7 +204,7 @@ def test_peak_memory_does_not_follow_the_scene_height(tmp_path, scene_factory) -
 
 def test_ckpt_best_takes_the_training_runs_csv_and_test_fires(tmp_path, scene_factory) -> None:
     """`predict.py ckpt=best` after training: newest run, its CSV, its held-out fires."""
-    from conftest import compose
+    from predict_support import compose
 
     a = scene_factory(40, 50, fire="41", seed=1)
     b = scene_factory(40, 50, fire="42", seed=2)

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import compose, lightning_checkpoint, write_match_csv
+from predict_support import compose, lightning_checkpoint, write_match_csv
 from rasterio.windows import Window
 
 from firedpy_nrt.errors import DataError
