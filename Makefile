@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DATA ?= data
+DEMO_LOGS ?= logs
 
 .PHONY: install demo test test-all lint bench clean-demo
 
@@ -16,7 +17,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python prepare.py source=synthetic paths.data_dir=$(DEMO_DATA)
+	$(BIN)/python prepare.py source=synthetic paths.data_dir=$(DEMO_DATA) paths.log_dir=$(DEMO_LOGS)
+	$(BIN)/python train.py experiment=demo paths.data_dir=$(DEMO_DATA) paths.log_dir=$(DEMO_LOGS)
+	$(BIN)/python predict.py ckpt=best paths.data_dir=$(DEMO_DATA) paths.log_dir=$(DEMO_LOGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

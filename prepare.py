@@ -5,6 +5,8 @@
         match.dnbr_dir=D4 match.output_csv=OUT.csv
 """
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
@@ -19,5 +21,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_overrides("conf", "prepare")
+    check_overrides(str(Path(__file__).parent / "conf"), "prepare")
     main()

@@ -14,7 +14,6 @@ import pytest
 from firedpy_nrt.data.layers import SENSORS
 from firedpy_nrt.data.match_csv import read_match_csv
 from firedpy_nrt.errors import ConfigError, DataError
-from firedpy_nrt.prepare import match as match_mod
 from firedpy_nrt.prepare.match import match_names, run_stage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,7 +192,8 @@ def test_unknown_names_are_counted_and_listed_not_fatal(layer_dirs, match_cfg, c
         ],
     )
     # the dNBR stage's own side files are known and skipped quietly
-    (root / "dnbr" / dnbr(4, "20200501", "20200521").replace("_DNBR.TIF", "_DNBR_MASK.TIF")).touch()
+    for suffix in ("_DNBR_MASK.TIF", "_DNBR_SEVERITY.TIF"):
+        (root / "dnbr" / dnbr(4, "20200501", "20200521").replace("_DNBR.TIF", suffix)).touch()
     with caplog.at_level(logging.WARNING, logger="firedpy_nrt"):
         res = run_stage(match_cfg(root))
     assert res.written == 1
@@ -201,7 +201,7 @@ def test_unknown_names_are_counted_and_listed_not_fatal(layer_dirs, match_cfg, c
     assert "2 file(s) fit no layer name pattern" in text
     assert "notes_20200508.tif" in text and "4_20201340_20201350_DeltaLumin_1m.tif" in text
     assert "S1A_L2A_T12SVC" in text
-    assert "DNBR_MASK" not in text
+    assert "DNBR_MASK" not in text and "DNBR_SEVERITY" not in text
 
 
 def test_missing_directory_is_one_line_error(layer_dirs, match_cfg) -> None:
@@ -247,6 +247,9 @@ def test_existing_csv_is_kept_unless_overwrite(layer_dirs, match_cfg) -> None:
     # same inputs: nothing to do, no error
     again = run_stage(match_cfg(root))
     assert again.skipped == 1 and again.written == 0
+    (root / "out" / "unmatched.csv").unlink()  # only a report: brought back, no error
+    assert run_stage(match_cfg(root)).skipped == 1
+    assert (root / "out" / "unmatched.csv").is_file()
     before = out.read_text()
     (root / "dnbr" / dnbr(2, "20200501", "20200520")).write_bytes(b"")
     with pytest.raises(DataError, match="overwrite=true") as info:
@@ -343,29 +346,31 @@ def _reference(lums, cohs, bins, dnbrs, max_days):
     return out
 
 
-@pytest.mark.parametrize("chunk", [7, 4_000_000])
-def test_vectorised_rules_agree_with_a_per_row_scan(monkeypatch, chunk) -> None:
-    monkeypatch.setattr(match_mod, "_PAIR_CHUNK", chunk)
-    rng = random.Random(3)
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_vectorised_rules_agree_with_a_per_row_scan(seed) -> None:
+    rng = random.Random(seed)
     start = date(2020, 1, 1)
 
     def day(k: int) -> str:
         return (start + timedelta(days=k)).strftime("%Y%m%d")
 
     lums, cohs, bins, dnbrs = [], [], [], []
-    for fire in range(1, 16):
-        for _ in range(rng.randint(0, 6)):
-            a = rng.randint(0, 60)
+    for fire in range(1, 31):
+        # a narrow window of dates, so that ties on every key happen often
+        for _ in range(rng.randint(0, 8)):
+            a = rng.randint(0, 30)
             b = a + rng.choice([6, 12, 24])
             lums.append(lum(fire, day(a), day(b)))
             if rng.random() < 0.5:
                 bins.append(binary(fire, day(a), day(b)))
-        for _ in range(rng.randint(0, 5)):
-            a = rng.randint(0, 60)
-            cohs.append(coh(fire, day(a), day(a + 12), day(a + rng.choice([24, 36]))))
         for _ in range(rng.randint(0, 6)):
-            a = rng.randint(0, 90)
-            dnbrs.append(dnbr(fire, day(a), day(a + rng.randint(5, 40)), rng.choice(SENSORS)))
+            a = rng.randint(0, 30)
+            cohs.append(
+                coh(fire, day(a), day(a + rng.choice([6, 12])), day(a + rng.choice([24, 36])))
+            )
+        for _ in range(rng.randint(0, 8)):
+            a = rng.randint(0, 40)
+            dnbrs.append(dnbr(fire, day(a), day(a + rng.randint(5, 30)), rng.choice(SENSORS)))
     lums = list(dict.fromkeys(lums))
     for max_days in (None, 10):
         res = match_names(lums, cohs, bins, dnbrs, max_days=max_days)
@@ -379,3 +384,35 @@ def test_vectorised_rules_agree_with_a_per_row_scan(monkeypatch, chunk) -> None:
         }
         assert ours == _reference(lums, cohs, bins, dnbrs, max_days)
         assert len(res.matched) + len(res.unmatched) == len(lums)
+
+
+def test_cli_matches_users_directories(tmp_path, layer_dirs) -> None:
+    root = layer_dirs(
+        lum_change=[lum(9844, "20200508", "20200520")],
+        coh_change=[coh(9844, "20200426", "20200508", "20200520")],
+        binary_product=[binary(9844, "20200508", "20200520")],
+        dnbr=[dnbr(9844, "20200501", "20200521", "LC09", "P034R032")],
+    )
+    out = tmp_path / "result" / "OUT.csv"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "prepare.py"),
+            "stages=[match]",
+            f"match.lum_dir={root / 'lum'}",
+            f"match.coh_dir={root / 'coh'}",
+            f"match.binary_dir={root / 'bin'}",
+            f"match.dnbr_dir={root / 'dnbr'}",
+            f"match.output_csv={out}",
+            "match.max_days=10",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    df = read_match_csv(out)
+    assert df["fire_id"].tolist() == ["9844"] and df.loc[0, "dnbr_sensor"] == "LC09"
+    assert (out.parent / "unmatched.csv").is_file()

@@ -151,6 +151,24 @@ def test_bad_csv_is_a_data_error_naming_file_and_line(
     assert "\n" not in str(info.value)
 
 
+def test_spreadsheet_csv_with_bom_and_commas_in_paths(tmp_path: Path) -> None:
+    out = tmp_path / "odd, folder" / "m.csv"
+    write_match_csv([_row(tmp_path / "odd, folder")], out)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + out.read_bytes())
+    for path in (out, bom):
+        df = read_match_csv(path)
+        assert df.loc[0, "fire_id"] == "2282"
+    assert read_match_csv(out).loc[0, "lum_change"] == str(tmp_path / "odd, folder" / "lum" / LUM)
+
+
+def test_undecodable_csv(tmp_path: Path) -> None:
+    bad = tmp_path / "bin.csv"
+    bad.write_bytes(b"lum_change,coh_change,dnbr\n\xff\xfe\x00\x81,b,c\n")
+    with pytest.raises(DataError, match="malformed"):
+        read_match_csv(bad)
+
+
 def test_missing_csv(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         read_match_csv(tmp_path / "nope.csv")

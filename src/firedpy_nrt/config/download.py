@@ -101,7 +101,6 @@ class DownloadConfig:
     keep_archives: bool = False
     progress: bool = True
     #: CRS of the events file when it has none (e.g. a CSV); null: lon/lat or MODIS sinusoidal.
-    events_crs: str | None = None
     cdse: CdseConfig = field(default_factory=CdseConfig)
     dhus: DhusConfig = field(default_factory=DhusConfig)
     sentinel: SentinelSearchConfig = field(default_factory=SentinelSearchConfig)

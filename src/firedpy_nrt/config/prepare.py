@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from firedpy_nrt.config import Invalid, require
+from firedpy_nrt.config.dnbr import DnbrConfig
 from firedpy_nrt.config.download import DownloadConfig
 from firedpy_nrt.config.paths import PathsConfig
 from firedpy_nrt.data.layers import DEFAULT_PATTERNS, compile_patterns
@@ -102,13 +103,14 @@ class PrepareConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     stages: list[str] = field(default_factory=lambda: ["download", "dnbr", "match"])
     events: str | None = None
+    events_crs: str | None = None
     event_ids: list[Any] = field(default_factory=list)
     satellite: str = "sentinel"
     overwrite: bool = False
     match: MatchConfig = field(default_factory=MatchConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
-    dnbr: Any = field(default_factory=dict)
+    dnbr: DnbrConfig = field(default_factory=DnbrConfig)
 
     def check(self) -> None:
         require(len(self.stages) > 0, "stages", "needs at least one stage")

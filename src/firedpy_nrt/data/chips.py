@@ -33,7 +33,7 @@ import pandas as pd
 from numpy.lib.format import open_memmap
 from tqdm.auto import tqdm
 
-from firedpy_nrt.data.match_csv import read_match_csv
+from firedpy_nrt.data.match_csv import fire_sort_key, read_match_csv
 from firedpy_nrt.data.raster import CHANNELS, IGNORE, LABEL, AlignedRow, row_context
 from firedpy_nrt.errors import DataError
 
@@ -148,11 +148,6 @@ class ChipCache:
         state = dict(self.__dict__)
         state["_images"] = state["_labels"] = None
         return state
-
-
-def fire_sort_key(fire: str) -> tuple[int, int, str]:
-    """Numeric fire ids in numeric order (9 before 10), others after them."""
-    return (0, int(fire), fire) if fire.isdigit() else (1, 0, fire)
 
 
 def cache_path(

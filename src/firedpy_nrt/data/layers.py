@@ -30,9 +30,10 @@ DEFAULT_PATTERNS: dict[str, str] = {
 
 
 #: Files that sit beside the layers by design and are not layers themselves: the dNBR stage's
-#: burn masks and RGB quick-looks, and GDAL's side-car files. Matching skips them quietly.
+#: other products (``_DNBR_MASK``, ``_DNBR_SEVERITY``, ...), RGB quick-looks, and GDAL's side-car
+#: files. Matching skips them quietly.
 COMPANION_PATTERNS: tuple[str, ...] = (
-    rf"_DNBR_MASK{_TIF}$",
+    rf"_DNBR_[A-Z]+{_TIF}$",
     rf"_RGB{_TIF}$",
     r"\.(?i:aux\.xml|ovr|msk|tfw)$",
 )

@@ -97,7 +97,14 @@ def read_match_csv(path: str | Path, patterns: Mapping[str, str] | None = None) 
     if not csv_path.is_file():
         raise DataError(f"match CSV not found: {csv_path}")
     try:
-        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # utf-8-sig: spreadsheets on Windows start their CSVs with a byte-order mark
+        raw = pd.read_csv(
+            csv_path,
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+            encoding="utf-8-sig",
+        )
     except pd.errors.EmptyDataError:
         raise DataError(f"match CSV is empty: {csv_path}") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -218,8 +225,8 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _sort_key(fire: str) -> tuple[int, int, str]:
-    # Numeric ids in numeric order (9 before 10), any non-numeric ids after them.
+def fire_sort_key(fire: str) -> tuple[int, int, str]:
+    """Numeric fire ids in numeric order (9 before 10), any non-numeric ids after them."""
     return (0, int(fire), fire) if fire.isdigit() else (1, 0, fire)
 
 
@@ -259,9 +266,7 @@ def relative_path(path_text: str | os.PathLike[str] | None, base: Path) -> str:
 def match_csv_text(rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str | Path) -> str:
     """The text :func:`write_match_csv` writes for ``rows`` at ``path`` (paths relative to it)."""
     path = Path(path)
-    records = (
-        rows.to_dict("records") if isinstance(rows, pd.DataFrame) else [dict(r) for r in rows]
-    )
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else [dict(r) for r in rows]
     base = path.absolute().parent
     out: list[tuple[tuple, list[str]]] = []
     for rec in records:
@@ -279,7 +284,7 @@ def match_csv_text(rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str |
             _iso(rec["dnbr_date_post"]),
             _number(rec["dnbr_gap_days"]),
         ]
-        out.append(((_sort_key(fire), cells[6], cells[1]), cells))
+        out.append(((fire_sort_key(fire), cells[6], cells[1]), cells))
     out.sort(key=lambda kc: kc[0])
     return csv_text(COLUMNS, (cells for _, cells in out))
 

@@ -1,11 +1,17 @@
 """Match luminance-change rasters with their coherence change, binary product and dNBR by name.
 
-One row per luminance-change file (README: data contract). The rules are applied to whole tables
-at once: every (luminance file, candidate of the same fire) pair gets one integer sort key that
-encodes the rule's order of preference (a flag, then the primary and secondary date gaps in days,
-then the candidate's rank by file name), and the best candidate of each luminance file is the
-minimum of its keys, found with ``np.minimum.reduceat`` over contiguous pair blocks. That is
-linear in the number of pairs, where the old script scanned every dNBR file for every row.
+One row per luminance-change file (README: data contract), computed for whole tables at once with
+numpy, never row by row:
+
+* binary product: a hash join on (fire, d1, d2);
+* coherence change: a hash join of (fire, d1, d2) against every pair of each file's three dates
+  finds the files that hold both dates; for the rest, the nearest last date;
+* dNBR, and that coherence fallback: candidates sorted by (fire, date) packed into one int64; a
+  binary search gives each luminance file its nearest candidate date on either side, and only the
+  candidates at that nearest date are compared on the second date and then the file name.
+
+So the cost is O((n + m) log m) for n luminance files and m candidates, whatever the number of
+files per fire, where the script we replace scanned every dNBR file for every row.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,7 @@ from firedpy_nrt.data.match_csv import (
     COLUMNS,
     atomic_write_text,
     csv_text,
+    fire_sort_key,
     match_csv_text,
     relative_path,
 )
@@ -62,17 +71,12 @@ UNMATCHED_COLUMNS = (
     "reason",
 )
 
-# Sort-key layout (int64, non-negative): bit 62 flag | 19 bits primary gap | 19 bits secondary
-# gap | 24 bits candidate rank. Gaps are clipped at 2**19 - 1 days (1,400 years).
-_RANK_BITS = 24
-_GAP_BITS = 19
-_GAP_MAX = (1 << _GAP_BITS) - 1
-_SECOND_SHIFT = _RANK_BITS
-_FIRST_SHIFT = _RANK_BITS + _GAP_BITS
-_FLAG = np.int64(1) << np.int64(_FIRST_SHIFT + _GAP_BITS)
-_RANK_MASK = np.int64((1 << _RANK_BITS) - 1)
-#: Pairs held in memory at once; a fire with many files is processed in slices of this size.
-_PAIR_CHUNK = 4_000_000
+# Day numbers (days since 1970-01-01) of years 0001-9999 fit in 22 bits after this offset, so a
+# (fire, day) pair packs into one int64 that sorts by fire, then day.
+_DAY_BITS = 22
+_DAY_OFFSET = 1 << 20
+_RANK_BITS = 24  # candidate rank by file name, the last tie-breaker: 16.7 million files at most
+_RANK_MASK = (1 << _RANK_BITS) - 1
 
 
 @dataclass
@@ -93,9 +97,27 @@ class MatchResult:
     unknown: dict[str, list[str]]
 
 
-def _day_number(text: str) -> str:
+def _day_number(text: str | None) -> str:
+    """The first eight digits of a date text (``YYYYMMDD``), whatever separates them."""
+    text = text or ""
     head = text[:8]
     return head if head.isdigit() else re.sub(r"\D", "", text)[:8]
+
+
+def _days(texts: Sequence[str | None]) -> np.ndarray:
+    """Date texts to day numbers since 1970-01-01 (int64); -1 where no real date."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    # fast path for the contract's stamps (YYYYMMDD or YYYYMMDDTHHMMSS): a fixed-width cut in C
+    heads = np.array(texts, dtype=object).astype("U").astype("U8")
+    odd = ~np.char.isdigit(heads) | (np.char.str_len(heads) < 8)
+    if odd.any():
+        heads = heads.astype(object)
+        heads[odd] = [_day_number(texts[i]) for i in np.flatnonzero(odd)]
+    days = pd.to_datetime(pd.Series(heads, dtype=object), format="%Y%m%d", errors="coerce")
+    out = days.to_numpy().astype("datetime64[D]").astype(np.int64)
+    out[days.isna().to_numpy()] = -1
+    return out
 
 
 def parse_names(
@@ -111,36 +133,37 @@ def parse_names(
     pats = patterns or compile_patterns()
     pat = pats[kind]
     date_groups = _DATE_GROUPS[kind]
-    extra = ("sensor",) if kind == "dnbr" else ()
-    paths: list[str] = []
-    fires: list[str] = []
-    stamps: list[list[str]] = [[] for _ in date_groups]
-    extras: list[str | None] = []
+    with_sensor = kind == "dnbr" and "sensor" in pat.groupindex
+    wanted = ["fire", *date_groups, *(["sensor"] if with_sensor else [])]
+    index = [pat.groupindex[g] for g in wanted]
+    sep, alt = os.sep, os.altsep
+    # C-level iteration (map/filter) where it can be: this runs over every file name.
+    paths = [p if isinstance(p, str) else os.fspath(p) for p in names]
+    basenames = [p.rpartition(sep)[2] for p in paths]
+    if alt:
+        basenames = [n.rpartition(alt)[2] for n in basenames]
+    found = list(map(pat.match, basenames))
     unknown: list[str] = []
-    for raw in names:
-        path = os.fspath(raw)
-        name = os.path.basename(path)
-        m = pat.match(name)
-        if m is None:
-            unknown.append(path)
-            continue
-        paths.append(path)
-        fire = m.group("fire")
-        fires.append(str(int(fire)) if fire.isdigit() else fire)
-        for slot, g in zip(stamps, date_groups, strict=True):
-            slot.append(_day_number(m.group(g) or ""))
-        if extra:
-            extras.append(m.groupdict().get("sensor"))
-    frame = pd.DataFrame(
-        {"path": paths, "name": [os.path.basename(p) for p in paths], "fire": fires}
+    if any(m is None for m in found):
+        unknown = [p for p, m in zip(paths, found, strict=True) if m is None]
+        paths = [p for p, m in zip(paths, found, strict=True) if m is not None]
+        basenames = [n for n, m in zip(basenames, found, strict=True) if m is not None]
+        found = [m for m in found if m is not None]
+    groups = list(map(methodcaller("group", *index), found))
+    columns = list(zip(*groups, strict=True)) if groups else [() for _ in wanted]
+    codes, uniques = pd.factorize(np.array(columns[0], dtype=object))
+    fires = (
+        np.array([str(int(u)) if u.isdigit() else u for u in uniques] or [""], dtype=object)[codes]
+        if len(codes)
+        else np.zeros(0, dtype=object)
     )
+    frame = pd.DataFrame({"path": paths, "name": basenames, "fire": fires})
     valid = np.ones(len(frame), dtype=bool)
-    for g, slot in zip(date_groups, stamps, strict=True):
-        days = pd.to_datetime(pd.Series(slot, dtype=object), format="%Y%m%d", errors="coerce")
-        valid &= days.notna().to_numpy()
-        frame[g] = days.to_numpy().astype("datetime64[D]").astype(np.int64)
-    if extra:
-        frame["sensor"] = extras
+    for g, col in zip(date_groups, columns[1 : 1 + len(date_groups)], strict=True):
+        frame[g] = _days(list(col))
+        valid &= frame[g].to_numpy() >= 0
+    if kind == "dnbr":
+        frame["sensor"] = list(columns[-1]) if with_sensor else None
     if not valid.all():
         unknown.extend(frame.loc[~valid, "path"].tolist())
         frame = frame.loc[valid].reset_index(drop=True)
@@ -155,55 +178,108 @@ def _ranks(frame: pd.DataFrame) -> np.ndarray:
     return rank
 
 
-def _gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.minimum(np.abs(a - b), _GAP_MAX)
+def _fire_day(fire: np.ndarray, day: np.ndarray) -> np.ndarray:
+    return (fire.astype(np.int64) << _DAY_BITS) | (day + _DAY_OFFSET)
 
 
-def _best_keys(
-    lum_fire: np.ndarray,
-    cand_fire: np.ndarray,
-    n_fires: int,
-    key_fn: Any,
-) -> np.ndarray:
-    """For each luminance row, the smallest key over the candidates of its fire; -1 when none.
+def _nearest(
+    q_fire: np.ndarray,
+    q_first: np.ndarray,
+    q_second: np.ndarray,
+    c_fire: np.ndarray,
+    c_first: np.ndarray,
+    c_second: np.ndarray,
+    c_rank: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each query, the candidate of the same fire with the smallest ``|q_first - c_first|``,
+    ties broken by ``|q_second - c_second|`` and then by rank (file name).
 
-    ``key_fn(lum_idx, cand_idx)`` returns the int64 keys of those pairs; the candidate's rank sits
-    in the low bits, so the key identifies the candidate (see :func:`_decode`).
+    Returns (candidate index or -1, that smallest first gap in days or -1). Candidates are sorted
+    by (fire, first date) once; each query finds its nearest first dates on both sides by binary
+    search, and only the candidates sharing that nearest date are compared further. Cost is
+    O((queries + candidates) log candidates), whatever the number of files per fire.
     """
-    n_lum = len(lum_fire)
-    best_key = np.full(n_lum, -1, dtype=np.int64)
-    if n_lum == 0 or len(cand_fire) == 0:
-        return best_key
-    order = np.argsort(cand_fire, kind="stable")
-    per_fire = np.bincount(cand_fire, minlength=n_fires)
-    fire_start = np.concatenate(([0], np.cumsum(per_fire)[:-1]))
-    counts = per_fire[lum_fire]
-    rows = np.flatnonzero(counts)
-    if rows.size == 0:
-        return best_key
-    cum = np.cumsum(counts[rows])
-    lo = 0
-    while lo < rows.size:
-        base = cum[lo - 1] if lo else 0
-        # at least one row per slice, so a single huge fire still progresses
-        hi = max(lo + 1, int(np.searchsorted(cum, base + _PAIR_CHUNK, side="right")))
-        idx = rows[lo:hi]
-        c = counts[idx]
-        starts = np.cumsum(c) - c
-        lum_rep = np.repeat(idx, c)
-        within = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(starts, c)
-        cand = order[np.repeat(fire_start[lum_fire[idx]], c) + within]
-        keys = key_fn(lum_rep, cand)
-        mins = np.minimum.reduceat(keys, starts)
-        best_key[idx] = mins
-        lo = hi
-    return best_key
+    nq = len(q_fire)
+    best = np.full(nq, -1, dtype=np.int64)
+    gap = np.full(nq, -1, dtype=np.int64)
+    if nq == 0 or len(c_fire) == 0:
+        return best, gap
+    ckey = _fire_day(c_fire, c_first)
+    order = np.argsort(ckey, kind="stable")
+    sorted_keys = ckey[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    ends = np.r_[starts[1:], len(sorted_keys)]
+    groups = sorted_keys[starts]  # distinct (fire, first date), ascending
+    qkey = _fire_day(q_fire, q_first)
+    pos = np.searchsorted(groups, qkey, side="left")
+    right = np.minimum(pos, len(groups) - 1)
+    left = np.maximum(pos - 1, 0)
+    q_code = q_fire.astype(np.int64)
+    right_ok = (pos < len(groups)) & ((groups[right] >> _DAY_BITS) == q_code)
+    left_ok = (pos > 0) & ((groups[left] >> _DAY_BITS) == q_code)
+    none = np.iinfo(np.int64).max
+    gap_right = np.where(right_ok, groups[right] - qkey, none)
+    gap_left = np.where(left_ok, qkey - groups[left], none)
+    smallest = np.minimum(gap_right, gap_left)
+    found = smallest < none
+    if not found.any():
+        return best, gap
+    gap[found] = smallest[found]
+    # the candidate groups at the smallest gap: right, left, or both on a tie
+    take_r = found & (gap_right == smallest)
+    take_l = found & (gap_left == smallest)
+    q_idx = np.r_[np.flatnonzero(take_r), np.flatnonzero(take_l)]
+    g_idx = np.r_[right[take_r], left[take_l]]
+    by_query = np.argsort(q_idx, kind="stable")
+    q_idx, g_idx = q_idx[by_query], g_idx[by_query]
+    sizes = ends[g_idx] - starts[g_idx]
+    offsets = np.cumsum(sizes) - sizes
+    rep_q = np.repeat(q_idx, sizes)
+    within = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(offsets, sizes)
+    cand = order[np.repeat(starts[g_idx], sizes) + within]
+    key = (np.abs(q_second[rep_q] - c_second[cand]) << _RANK_BITS) | c_rank[cand]
+    seg = np.flatnonzero(np.r_[True, rep_q[1:] != rep_q[:-1]])
+    mins = np.minimum.reduceat(key, seg)
+    rank_to_cand = np.empty(len(c_rank), dtype=np.int64)
+    rank_to_cand[c_rank] = np.arange(len(c_rank), dtype=np.int64)
+    best[rep_q[seg]] = rank_to_cand[mins & _RANK_MASK]
+    return best, gap
 
 
-def _decode(best_key: np.ndarray, rank_to_cand: np.ndarray) -> np.ndarray:
-    out = np.full(best_key.shape, -1, dtype=np.int64)
-    found = best_key >= 0
-    out[found] = rank_to_cand[best_key[found] & _RANK_MASK]
+def _coherence_with_both_dates(
+    lf: np.ndarray,
+    l1: np.ndarray,
+    l2: np.ndarray,
+    cf: np.ndarray,
+    C: pd.DataFrame,
+    crank: np.ndarray,
+) -> np.ndarray:
+    """Per luminance row, the best coherence file whose three dates include both d1 and d2 (or -1).
+
+    A hash join of (fire, d1, d2) against every ordered pair of each file's dates; among several
+    such files: closest last date, then middle date, then file name.
+    """
+    out = np.full(len(lf), -1, dtype=np.int64)
+    dates = [C[g].to_numpy(np.int64) for g in ("d0", "d1", "d2")]
+    idx = np.arange(len(C), dtype=np.int64)
+    pairs = pd.DataFrame(
+        {
+            "f": np.tile(cf.astype(np.int64), 9),
+            "a": np.concatenate([dates[i] for i in range(3) for _ in range(3)]),
+            "b": np.concatenate([dates[j] for _ in range(3) for j in range(3)]),
+            "c": np.tile(idx, 9),
+        }
+    ).drop_duplicates()
+    query = pd.DataFrame({"f": lf.astype(np.int64), "a": l1, "b": l2, "q": np.arange(len(lf))})
+    hits = query.merge(pairs, on=["f", "a", "b"], how="inner")
+    if hits.empty:
+        return out
+    q = hits["q"].to_numpy(np.int64)
+    c = hits["c"].to_numpy(np.int64)
+    order = np.lexsort((crank[c], np.abs(l1[q] - dates[1][c]), np.abs(l2[q] - dates[2][c]), q))
+    q, c = q[order], c[order]
+    first = np.r_[True, q[1:] != q[:-1]]
+    out[q[first]] = c[first]
     return out
 
 
@@ -231,10 +307,9 @@ def match_tables(
     """Apply the contract's matching rules to parsed layer tables (one row per luminance file)."""
     L, C, B, D = lum.frame, coh.frame, binary.frame, dnbr.frame
     for table in (C, D):
-        if len(table) >= (1 << _RANK_BITS):
+        if len(table) > _RANK_MASK:
             raise DataError(f"too many files to match at once ({len(table)}); split the folders")
     fire_codes, fires = pd.factorize(pd.concat([L["fire"], C["fire"], B["fire"], D["fire"]]))
-    n_fires = len(fires)
     nl, nc, nb = len(L), len(C), len(B)
     lf = fire_codes[:nl]
     cf = fire_codes[nl : nl + nc]
@@ -263,50 +338,37 @@ def match_tables(
     # 2. coherence change: dates include both d1 and d2; else closest last date, then middle date
     coh_idx = np.full(nl, -1, dtype=np.int64)
     if nl and nc:
-        c0, c1, c2 = (C[g].to_numpy(np.int64) for g in ("d0", "d1", "d2"))
         crank = _ranks(C)
-
-        def coh_key(li: np.ndarray, ci: np.ndarray) -> np.ndarray:
-            a, b = l1[li], l2[li]
-            x0, x1, x2 = c0[ci], c1[ci], c2[ci]
-            has_both = ((a == x0) | (a == x1) | (a == x2)) & ((b == x0) | (b == x1) | (b == x2))
-            return (
-                np.where(has_both, 0, _FLAG)
-                | (_gap(b, x2) << _FIRST_SHIFT)
-                | (_gap(a, x1) << _SECOND_SHIFT)
-                | crank[ci]
+        coh_idx = _coherence_with_both_dates(lf, l1, l2, cf, C, crank)
+        rest = np.flatnonzero(coh_idx < 0)
+        if rest.size:
+            coh_idx[rest], _ = _nearest(
+                lf[rest],
+                l2[rest],
+                l1[rest],
+                cf,
+                C["d2"].to_numpy(np.int64),
+                C["d1"].to_numpy(np.int64),
+                crank,
             )
 
-        key = _best_keys(lf, cf, n_fires, coh_key)
-        coh_idx = _decode(key, np.argsort(crank))
-
-    # 3. dNBR: closest post date, then closest pre date, then file name; max_days excludes
+    # 3. dNBR: closest post date, then closest pre date, then file name; max_days excludes.
+    # The limit is on the post-date gap only, so the best within it is the overall best, if any.
     dn_idx = np.full(nl, -1, dtype=np.int64)
     dn_gap = np.full(nl, -1, dtype=np.int64)
     if nl and len(D):
-        t1, t2 = D["t1"].to_numpy(np.int64), D["t2"].to_numpy(np.int64)
-        drank = _ranks(D)
-        limit = _GAP_MAX if max_days is None else max_days
-
-        def dnbr_key(li: np.ndarray, di: np.ndarray) -> np.ndarray:
-            g2 = _gap(l2[li], t2[di])
-            return (
-                np.where(g2 > limit, _FLAG, 0)
-                | (g2 << _FIRST_SHIFT)
-                | (_gap(l1[li], t1[di]) << _SECOND_SHIFT)
-                | drank[di]
-            )
-
-        key = _best_keys(lf, df_, n_fires, dnbr_key)
-        found = key >= 0
-        dn_gap[found] = (key[found] >> _FIRST_SHIFT) & _GAP_MAX
-        beyond = found & ((key & _FLAG) != 0)
-        dn_idx = _decode(key, np.argsort(drank))
-        dn_idx_closest = dn_idx.copy()
-        dn_idx[beyond] = -1
-    else:
-        beyond = np.zeros(nl, dtype=bool)
-        dn_idx_closest = dn_idx
+        dn_idx, dn_gap = _nearest(
+            lf,
+            l2,
+            l1,
+            df_,
+            D["t2"].to_numpy(np.int64),
+            D["t1"].to_numpy(np.int64),
+            _ranks(D),
+        )
+    dn_idx_closest = dn_idx.copy()
+    beyond = (dn_idx >= 0) & (max_days is not None) & (dn_gap > (max_days or 0))
+    dn_idx[beyond] = -1
 
     keep = (coh_idx >= 0) & (dn_idx >= 0)
     fire_ids = np.asarray(fires, dtype=object)[lf] if nl else np.zeros(0, dtype=object)
@@ -468,7 +530,15 @@ def _log_unknown(folder: Path, names: list[str], limit: int = 200) -> None:
 def _unmatched_text(frame: pd.DataFrame, path: Path) -> str:
     base = path.absolute().parent
     rows = []
-    for rec in frame.to_dict("records"):
+    records = sorted(
+        frame.to_dict("records"),
+        key=lambda r: (
+            fire_sort_key(str(r["fire_id"])),
+            r["lum_date_post"] or date.min,
+            str(r["lum_change"]),
+        ),
+    )
+    for rec in records:
         rows.append(
             [
                 rec["fire_id"],
@@ -572,10 +642,13 @@ def run_stage(cfg: DictConfig) -> StageResult:
     csv_new = match_csv_text(matched.matched, output)
     unmatched_new = _unmatched_text(unmatched, unmatched_path)
     if output.exists():
-        same = output.read_text(encoding="utf-8") == csv_new and (
-            unmatched_path.exists() and unmatched_path.read_text(encoding="utf-8") == unmatched_new
-        )
-        if same:
+        if output.read_text(encoding="utf-8") == csv_new:
+            # the same match: keep it; unmatched.csv is only a report, refresh it if it differs
+            if not (
+                unmatched_path.exists()
+                and unmatched_path.read_text(encoding="utf-8") == unmatched_new
+            ):
+                atomic_write_text(unmatched_path, unmatched_new)
             log.info("match: %s is already up to date", output)
             result.skipped = len(matched.matched)
             return result

@@ -159,7 +159,9 @@ def _overpass(day: date, lon: float, sensor: str) -> datetime:
 
 
 @dataclass
-class _Grid:
+class Grid:
+    """A raster grid: CRS, affine transform and size in pixels."""
+
     crs: str
     transform: Affine
     width: int
@@ -185,8 +187,8 @@ class _Fire:
         n = cfg.size
         t = n * _TRUTH
         px = cfg.sar_pixel_m
-        self.sar = _Grid(self.crs, from_origin(self.x0, self.y0, px, px), n, n)
-        self.truth = _Grid(self.crs, from_origin(self.x0, self.y0, px / _TRUTH, px / _TRUTH), t, t)
+        self.sar = Grid(self.crs, from_origin(self.x0, self.y0, px, px), n, n)
+        self.truth = Grid(self.crs, from_origin(self.x0, self.y0, px / _TRUTH, px / _TRUTH), t, t)
         # fire dates and the Sentinel-1 acquisitions around them
         self.ig = start + timedelta(days=int(rng.integers(0, 91)))
         first_post = self.ig + timedelta(days=int(rng.integers(1, REVISIT_DAYS)))
@@ -226,7 +228,7 @@ class _Fire:
         self.x0 = round((e - half) / px) * px
         self.y0 = round((nn + half) / px) * px
 
-    def _coords(self, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    def _coords(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         """Scene coordinates in [0, 1] of the pixel centres of a grid in the SAR CRS."""
         u = (np.arange(grid.width) + 0.5) / grid.width
         v = (np.arange(grid.height) + 0.5) / grid.height
@@ -239,7 +241,7 @@ class _Fire:
         self.edge_normal = (math.cos(ang), math.sin(ang))
         self.edge_cut = float(rng.uniform(0.0, self.cfg.nodata_edge))
 
-    def _valid(self, grid: _Grid, jitter: float = 0.0) -> np.ndarray:
+    def _valid(self, grid: Grid, jitter: float = 0.0) -> np.ndarray:
         u, v = self._coords(grid)
         proj = (u - 0.5) * self.edge_normal[0] + (v - 0.5) * self.edge_normal[1]
         if self.edge_cut <= 0:
@@ -247,7 +249,7 @@ class _Fire:
         limit = np.quantile(proj, 1.0 - self.edge_cut) + jitter
         return proj <= limit
 
-    def _raster(self, geom: Any, grid: _Grid) -> np.ndarray:
+    def _raster(self, geom: Any, grid: Grid) -> np.ndarray:
         if geom.is_empty:
             return np.zeros((grid.height, grid.width), dtype=bool)
         return rasterize(
@@ -396,7 +398,7 @@ class _Fire:
         coh = np.where(valid, coh, np.nan).astype(np.float32)
         return lum, coh, label
 
-    def dnbr_grid(self, res: float) -> _Grid:
+    def dnbr_grid(self, res: float) -> Grid:
         """A dNBR product grid (its own CRS and pixel size) that covers the SAR scene."""
         extent = self.cfg.size * self.cfg.sar_pixel_m
         crs = f"EPSG:{self.dnbr_epsg}"
@@ -408,9 +410,9 @@ class _Fire:
         top = math.ceil(top / res) * res + 2 * res
         width = math.ceil((right - left) / res) + 2
         height = math.ceil((top - bottom) / res) + 2
-        return _Grid(crs, from_origin(left, top, res, res), width, height)
+        return Grid(crs, from_origin(left, top, res, res), width, height)
 
-    def dnbr(self, t1: date, t2: date, res: float, cloud: float) -> tuple[np.ndarray, _Grid, float]:
+    def dnbr(self, t1: date, t2: date, res: float, cloud: float) -> tuple[np.ndarray, Grid, float]:
         """dNBR of a (pre t1, post t2) product on its grid, with clouds as NaN."""
         rng, cfg = self.rng, self.cfg
         burned = self.burned_by(t2) & ~self.burned_by(t1)
@@ -441,7 +443,7 @@ class _Fire:
         covered = np.isfinite(out).sum() + clouds.sum()
         return out, grid, float(clouds.sum() / max(covered, 1))
 
-    def water_on(self, grid: _Grid) -> np.ndarray:
+    def water_on(self, grid: Grid) -> np.ndarray:
         out = np.zeros((grid.height, grid.width), dtype=np.float32)
         reproject(
             self.water.astype(np.float32),
@@ -458,13 +460,10 @@ class _Fire:
 # ----------------------------------------------------------------------------- writing
 
 
-def write_geotiff(path: Path, array: np.ndarray, grid: _Grid, nodata: float | int) -> Path:
+def write_geotiff(path: Path, array: np.ndarray, grid: Grid, nodata: float | int) -> Path:
     """A single-band tiled, deflate-compressed GeoTIFF (written to ``.tmp``, then renamed)."""
-    block = (
-        256
-        if max(grid.width, grid.height) > 256
-        else 16 * math.ceil(max(grid.width, grid.height) / 16)
-    )
+    # 256-pixel tiles; small rasters still get at least 2 x 2 tiles (multiples of 16, as GDAL wants)
+    block = min(256, max(16, 16 * math.ceil(max(grid.width, grid.height) / 32)))
     profile = {
         "driver": "GTiff",
         "width": grid.width,
@@ -568,7 +567,40 @@ def generate(cfg: SyntheticConfig, out_dir: Path) -> list[FireSummary]:
         )
         summaries.append(s)
     _write_events(events, out_dir)
+    write_preview(out_dir, summaries)
     return summaries
+
+
+def write_preview(out_dir: Path, summaries: list[FireSummary], max_fires: int = 12) -> Path:
+    """``preview.png``: per fire, its first pair's luminance and coherence change, label and dNBR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = summaries[:max_fires]
+    fig, axes = plt.subplots(len(shown), 4, figsize=(12, 3 * len(shown)), squeeze=False)
+    panels = (
+        ("lum_change", "luminance change (dB)", {"cmap": "RdBu", "vmin": -8, "vmax": 8}),
+        ("coh_change", "coherence change", {"cmap": "viridis", "vmin": -0.5, "vmax": 0.8}),
+        ("binary_product", "label (binary product)", {"cmap": "magma", "vmin": 0, "vmax": 1}),
+        ("dnbr", "dNBR", {"cmap": "YlOrRd", "vmin": -0.1, "vmax": 0.8}),
+    )
+    for ax_row, fire in zip(axes, shown, strict=True):
+        for ax, (sub, title, style) in zip(ax_row, panels, strict=True):
+            name = next(f for f in fire.files if f.startswith(sub + "/"))
+            with rasterio.open(out_dir / name) as ds:
+                data = ds.read(1, masked=True).astype("float32").filled(np.nan)
+            image = ax.imshow(data, **style)
+            ax.set_title(f"{fire.id}: {title}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path = out_dir / "preview.png"
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+    return path
 
 
 def _write_events(events: list[dict[str, Any]], out_dir: Path) -> None:

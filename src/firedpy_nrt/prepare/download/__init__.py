@@ -116,7 +116,7 @@ def run_stage(cfg: DictConfig) -> StageResult:
     with _scrubbed_logs():
         try:
             events = read_events(
-                cfg.events, ids=list(cfg.get("event_ids") or []), crs=dl.events_crs
+                cfg.events, ids=list(cfg.get("event_ids") or []), crs=cfg.get("events_crs")
             )
             providers = build_providers(dl, satellites)
             return download_events(

@@ -1,0 +1,117 @@
+"""Schema of ``predict.py``: which checkpoint, which rows, tiling, outputs and the trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from firedpy_nrt.config import require
+from firedpy_nrt.config.paths import PathsConfig
+
+SPLITS = ("test", "all")
+BLENDS = ("linear", "gaussian")
+PRECISIONS = (
+    "32-true",
+    "32",
+    32,
+    "16-mixed",
+    "bf16-mixed",
+    "16-true",
+    "bf16-true",
+    "64-true",
+    "64",
+    64,
+    "16",
+    16,
+    "bf16",
+    "transformer-engine",
+)
+
+
+@dataclass
+class PredictDataConfig:
+    match_csv: str | None = None
+    num_workers: int = 0
+
+    def check(self) -> None:
+        require(
+            self.match_csv is None or self.match_csv.lower().endswith(".csv"),
+            "match_csv",
+            "must be a .csv file or null (the training run's CSV)",
+        )
+        require(self.num_workers >= 0, "num_workers", "must be >= 0")
+
+
+@dataclass
+class PredictTrainerConfig:
+    accelerator: str = "auto"
+    devices: Any = 1
+    precision: Any = "32-true"
+    strategy: str = "auto"
+
+    def check(self) -> None:
+        d = self.devices
+        ok = (
+            (isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1))
+            or d == "auto"
+            or (isinstance(d, str) and d.lstrip("-").isdigit())
+            or (isinstance(d, list) and all(isinstance(i, int) for i in d) and len(d) > 0)
+        )
+        require(ok, "devices", f"must be a positive int, -1, 'auto' or a list of ids (got {d!r})")
+        require(
+            self.precision in PRECISIONS,
+            "precision",
+            f"unknown precision {self.precision!r} (e.g. 32-true, 16-mixed, bf16-mixed)",
+        )
+        require(
+            self.accelerator in ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+            "accelerator",
+            f"unknown accelerator {self.accelerator!r} (auto, cpu, gpu, cuda, mps, tpu)",
+        )
+
+
+@dataclass
+class PredictConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    ckpt: str = "best"
+    run_dir: str | None = None
+    module_class: str = "firedpy_nrt.models.segmentation.SegmentationModule"
+    data: PredictDataConfig = field(default_factory=PredictDataConfig)
+    split: str = "test"
+    output_dir: str = "${paths.output_dir}/predictions"
+    tile_size: int = 512
+    overlap: int = 64
+    blend: str = "gaussian"
+    threshold: float | None = None
+    batch_size: int = 4
+    overwrite: bool = False
+    gdal_cache_mb: int = 256
+    trainer: PredictTrainerConfig = field(default_factory=PredictTrainerConfig)
+
+    def check(self) -> None:
+        require(self.ckpt.strip() != "", "ckpt", "must be best, last or a checkpoint path")
+        require(
+            self.split in SPLITS,
+            "split",
+            f"must be one of {', '.join(SPLITS)} (got {self.split!r})",
+        )
+        require(
+            self.blend in BLENDS,
+            "blend",
+            f"must be one of {', '.join(BLENDS)} (got {self.blend!r})",
+        )
+        require(self.tile_size >= 16, "tile_size", f"must be >= 16 (got {self.tile_size})")
+        require(
+            0 <= self.overlap < self.tile_size,
+            "overlap",
+            f"must be in [0, tile_size={self.tile_size}) (got {self.overlap})",
+        )
+        require(
+            self.gdal_cache_mb >= 16, "gdal_cache_mb", f"must be >= 16 (got {self.gdal_cache_mb})"
+        )
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1 (got {self.batch_size})")
+        require(
+            self.threshold is None or 0.0 <= self.threshold <= 1.0,
+            "threshold",
+            f"must be in [0, 1] or null for the checkpoint's (got {self.threshold})",
+        )

@@ -1,0 +1,1 @@
+"""Tiled inference over whole rasters: tiling, stitching, outputs and evaluation."""

@@ -1,0 +1,88 @@
+"""The prediction dataset: every tile of every scene, in scene then row-major tile order.
+
+Each item is ``{"image": float32 [C, tile, tile] raw values (NaN = nodata), "scene": int,
+"tile": int}``; a tile of a raster smaller than ``tile_size`` is padded with NaN, which the model
+sees as nodata and which is cut off again when stitching. One scene's rasters stay open per worker
+process while its tiles are read (sequential order makes that one open scene at a time).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from firedpy_nrt.predict.assembly import RowReader, Scene
+
+Opener = Callable[[dict[str, Any], str], RowReader]
+
+
+def open_aligned(row: dict[str, Any], context: str) -> RowReader:
+    """Open a match row's layers on the luminance-change grid (:mod:`firedpy_nrt.data.raster`)."""
+    from firedpy_nrt.data.raster import open_row
+
+    return open_row(row, context=context)
+
+
+def image_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The row without its label: tiles need only the inputs, so the label is never opened."""
+    return {**row, "binary_product": None}
+
+
+class TileDataset(Dataset):
+    def __init__(self, scenes: Sequence[Scene], opener: Opener = open_aligned) -> None:
+        self.scenes = list(scenes)
+        self.opener = opener
+        self._starts: list[int] = []
+        total = 0
+        for scene in self.scenes:
+            self._starts.append(total)
+            total += len(scene.tiles)
+        self._len = total
+        self._open: tuple[int, RowReader] | None = None
+
+    def __len__(self) -> int:
+        return self._len
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(scene position, tile index in that scene) of dataset item ``index``."""
+        if not 0 <= index < self._len:
+            raise IndexError(index)
+        s = bisect.bisect_right(self._starts, index) - 1
+        return s, index - self._starts[s]
+
+    def _reader(self, s: int) -> RowReader:
+        if self._open is not None and self._open[0] == s:
+            return self._open[1]
+        self.close()
+        scene = self.scenes[s]
+        reader = self.opener(image_row(scene.row), scene.context)
+        self._open = (s, reader)
+        return reader
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        s, t = self.locate(index)
+        scene = self.scenes[s]
+        window = scene.tiles.window(t)
+        image, _ = self._reader(s).read(window)
+        size = scene.tiles.tile_size
+        if image.shape[1:] != (size, size):
+            padded = np.full((image.shape[0], size, size), np.nan, dtype=np.float32)
+            padded[:, : image.shape[1], : image.shape[2]] = image
+            image = padded
+        return {"image": torch.from_numpy(np.ascontiguousarray(image)), "scene": s, "tile": t}
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open[1].close()
+            self._open = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # open rasterio handles do not cross into worker processes; each worker opens its own
+        state = dict(self.__dict__)
+        state["_open"] = None
+        return state

@@ -1,0 +1,59 @@
+"""The LightningModule ``trainer.predict`` runs: the trained model's burned probability per tile.
+
+It wraps the module rebuilt from the checkpoint and calls its ``forward`` on raw tiles (NaN =
+nodata; the model applies its own saved normalization), so the training module's batch hooks
+(augmentation) never touch prediction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from firedpy_nrt.errors import DataError
+
+
+class TilePredictor(pl.LightningModule):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Burned probability ``[B, H, W]`` (float32) of raw tiles ``[B, C, H, W]``."""
+        logits = self.model(image)
+        if isinstance(logits, dict):  # torchvision segmentation models return {"out": ...}
+            logits = logits["out"]
+        return torch.sigmoid(logits.float())[:, 0]
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Any:
+        return self(batch["image"])
+
+
+def check_channels(predictor: TilePredictor, channels: int, tile: int, ckpt: Path) -> None:
+    """Run one blank tile through the model: a checkpoint for other inputs fails here, in one line."""
+    image = torch.full((1, channels, tile, tile), float("nan"))
+    try:
+        with torch.no_grad():
+            out = predictor(image)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"checkpoint {ckpt} does not fit the inputs: they have {channels} layers "
+            f"({_expected(predictor)}; {first})"
+        ) from None
+    if tuple(out.shape) != (1, tile, tile):
+        raise DataError(
+            f"checkpoint {ckpt} gives output of shape {tuple(out.shape)} for a {tile}x{tile} "
+            f"tile of {channels} layers (expected one map of the tile's size)"
+        )
+
+
+def _expected(predictor: TilePredictor) -> str:
+    hparams = getattr(predictor.model, "hparams", {}) or {}
+    for key in ("num_layers", "in_layers", "n_layers", "in_channels", "num_channels"):
+        if key in hparams:
+            return f"the checkpoint's {key} is {hparams[key]}"
+    return "the checkpoint expects another number"

@@ -1,0 +1,244 @@
+"""``predict.py``: map whole luminance-change rasters with a trained checkpoint.
+
+Order of work, so that a bad input fails before anything is written: resolve and read the
+checkpoint, select the CSV rows, open every row's layers (a missing or corrupt layer is a one-line
+error naming it), refuse existing outputs unless ``overwrite=true``, check the model against the
+inputs on one blank tile, then stream tiles through ``trainer.predict`` into the outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pandas as pd
+import rasterio
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+import firedpy_nrt
+from firedpy_nrt.config import validate
+from firedpy_nrt.config.predict import PredictConfig
+from firedpy_nrt.data.match_csv import read_match_csv
+from firedpy_nrt.errors import ConfigError, DataError
+from firedpy_nrt.predict.assembly import RowReader, Scene
+from firedpy_nrt.predict.checkpoints import (
+    CheckpointInfo,
+    load_module,
+    read_checkpoint_info,
+    resolve_checkpoint,
+    training_match_csv,
+)
+from firedpy_nrt.predict.dataset import TileDataset, open_aligned
+from firedpy_nrt.predict.module import TilePredictor, check_channels
+from firedpy_nrt.predict.stream import PredictionStreamWriter
+from firedpy_nrt.predict.tiling import TileGrid
+from firedpy_nrt.predict.writers import GridInfo, OutputPaths, check_free
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.5
+PATH_COLUMNS = ("lum_change", "coh_change", "dnbr", "binary_product")
+
+
+@dataclass
+class PredictResult:
+    """What a prediction run wrote."""
+
+    output_dir: Path
+    checkpoint: Path
+    scenes: list[Scene]
+    evaluation: Path | None
+    scores: list[Any]
+
+
+def select_rows(table: pd.DataFrame, split: str, info: CheckpointInfo, csv: Path) -> pd.DataFrame:
+    """Rows of ``split``: ``all``, or the fires the checkpoint's training held out as ``test``."""
+    if split == "all":
+        rows = table
+    else:
+        if split not in info.splits:
+            raise ConfigError(
+                f"config key 'split': checkpoint {info.path} has no {split!r} split "
+                f"(it has: {', '.join(sorted(info.splits)) or 'none'}); use split=all"
+            )
+        wanted = set(info.splits[split])
+        rows = table[table["fire_id"].astype(str).isin(wanted)]
+    if rows.empty:
+        raise DataError(f"{csv}: no row for split={split} (fires {_fires(info, split)})")
+    return rows.reset_index(drop=True)
+
+
+def _fires(info: CheckpointInfo, split: str) -> str:
+    ids = info.splits.get(split, [])
+    return ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "") if ids else "none"
+
+
+def _clean(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
+
+
+def build_scenes(
+    rows: pd.DataFrame,
+    cfg: PredictConfig,
+    output_dir: Path,
+    checkpoint: Path,
+    threshold: float,
+    csv: Path,
+    opener: Callable[[dict[str, Any], str], RowReader],
+) -> list[Scene]:
+    """Open every row once (so a missing layer fails now) and describe its grid, tiles, outputs."""
+    scenes: list[Scene] = []
+    seen: dict[str, str] = {}
+    for i, rec in enumerate(rows.to_dict("records")):
+        row = {k: _clean(v) for k, v in rec.items()}
+        fire = str(row.get("fire_id", ""))
+        context = f"{csv} (fire {fire}, {Path(str(row['lum_change'])).name})"
+        reader = opener(row, context)
+        try:
+            geo = GridInfo(reader.crs, reader.transform, reader.height, reader.width)  # type: ignore[attr-defined]
+            has_label = bool(getattr(reader, "has_label", row.get("binary_product") is not None))
+        finally:
+            reader.close()
+        outputs = OutputPaths.for_raster(output_dir, str(row["lum_change"]))
+        if outputs.h5.name in seen:
+            raise DataError(
+                f"{csv}: {row['lum_change']} and {seen[outputs.h5.name]} would both write "
+                f"{outputs.h5.name}; give the luminance-change rasters distinct names"
+            )
+        seen[outputs.h5.name] = str(row["lum_change"])
+        metadata = {
+            "checkpoint": str(checkpoint.resolve()),
+            "fire_id": fire,
+            **{f"source_{k}": str(row[k]) if row.get(k) else "" for k in PATH_COLUMNS},
+            "match_csv": str(csv),
+            "threshold": float(threshold),
+            "tile_size": cfg.tile_size,
+            "overlap": cfg.overlap,
+            "blend": cfg.blend,
+            "firedpy_nrt_version": firedpy_nrt.__version__,
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        scenes.append(
+            Scene(
+                index=i,
+                fire_id=fire,
+                row=row,
+                context=context,
+                geo=geo,
+                tiles=TileGrid.build(geo.height, geo.width, cfg.tile_size, cfg.overlap),
+                outputs=outputs,
+                has_label=has_label,
+                metadata=metadata,
+            )
+        )
+    return scenes
+
+
+def predict(
+    cfg: DictConfig, opener: Callable[[dict[str, Any], str], RowReader] = open_aligned
+) -> PredictResult:
+    """Run prediction as ``cfg`` (a composed ``conf/predict.yaml``) says; return what it wrote."""
+    conf: PredictConfig = validate(cfg, PredictConfig)
+    # GDAL's block cache defaults to 5% of RAM and fills as a scene is read and written: bound it
+    with rasterio.Env(GDAL_CACHEMAX=conf.gdal_cache_mb * 1024 * 1024):
+        return _predict(conf, opener)
+
+
+def _predict(
+    conf: PredictConfig, opener: Callable[[dict[str, Any], str], RowReader]
+) -> PredictResult:
+    ckpt_path = resolve_checkpoint(conf.ckpt, conf.run_dir, conf.paths.log_dir)
+    info = read_checkpoint_info(ckpt_path)
+    threshold = conf.threshold if conf.threshold is not None else info.threshold
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    log.info("checkpoint %s (threshold %g)", ckpt_path, threshold)
+
+    csv = _match_csv(conf, ckpt_path)
+    rows = select_rows(read_match_csv(csv), conf.split, info, csv)
+    output_dir = Path(conf.output_dir)
+    scenes = build_scenes(rows, conf, output_dir, ckpt_path, threshold, csv, opener)
+    labelled = any(s.has_label for s in scenes)
+    check_free(
+        [p for s in scenes for p in s.outputs]
+        + ([output_dir / "evaluation.csv"] if labelled else []),
+        conf.overwrite,
+    )
+
+    predictor = TilePredictor(load_module(ckpt_path, conf.module_class))
+    channels = _channels(scenes[0], opener)
+    check_channels(predictor, channels, min(conf.tile_size, 64), ckpt_path)
+
+    dataset = TileDataset(scenes, opener)
+    loader = DataLoader(
+        dataset,
+        batch_size=conf.batch_size,
+        shuffle=False,
+        num_workers=conf.data.num_workers,
+        persistent_workers=False,
+    )
+    writer = PredictionStreamWriter(scenes, output_dir, conf.blend, threshold, opener)
+    trainer = pl.Trainer(
+        accelerator=conf.trainer.accelerator,
+        devices=conf.trainer.devices,
+        precision=conf.trainer.precision,
+        strategy=conf.trainer.strategy,
+        callbacks=[writer],
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=True,
+        default_root_dir=str(output_dir),
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    n_tiles = len(dataset)
+    log.info(
+        "%d scene(s), %d tile(s) of %d px -> %s", len(scenes), n_tiles, conf.tile_size, output_dir
+    )
+    try:
+        trainer.predict(predictor, dataloaders=loader, return_predictions=False)
+    finally:
+        dataset.close()
+    # with ddp_spawn the writer ran in worker processes: the evaluation is found by its name
+    evaluation = output_dir / "evaluation.csv" if labelled else None
+    if trainer.is_global_zero:
+        print(
+            f"predictions for {len(scenes)} scene(s) written to {output_dir.resolve()}", flush=True
+        )
+        if evaluation is not None:
+            print(f"evaluation: {evaluation.resolve()}", flush=True)
+    return PredictResult(output_dir, ckpt_path, scenes, evaluation, writer.scores)
+
+
+def _match_csv(conf: PredictConfig, ckpt: Path) -> Path:
+    """``data.match_csv``, or by default the CSV the checkpoint was trained from (whose test fires
+    ``split=test`` names), else ``<paths.data_dir>/match.csv``."""
+    if conf.data.match_csv:
+        return Path(conf.data.match_csv)
+    trained = training_match_csv(ckpt)
+    if trained is not None:
+        log.info("match CSV of the training run: %s", trained)
+        return trained
+    return Path(conf.paths.data_dir) / "match.csv"
+
+
+def _channels(scene: Scene, opener: Callable[[dict[str, Any], str], RowReader]) -> int:
+    """Number of input layers a row gives (one pixel read)."""
+    from rasterio.windows import Window
+
+    reader = opener(scene.row, scene.context)
+    try:
+        image, _ = reader.read(Window(0, 0, 1, 1))
+    finally:
+        reader.close()
+    return int(image.shape[0])
+
+
+def run(cfg: DictConfig) -> PredictResult:
+    """Entry point of ``predict.py`` (after :func:`firedpy_nrt.cli.run_entry` validated ``cfg``)."""
+    return predict(cfg)

@@ -1,0 +1,276 @@
+"""End to end: CSV rows + checkpoint -> HDF5, COG, PNG and evaluation.csv on the input grid."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from predict_standins import ConstantModule, LumModule
+from predict_support import save_checkpoint, write_match_csv
+from rasterio.crs import CRS
+
+from firedpy_nrt.predict.run import predict
+
+
+def _sigmoid(lum: np.ndarray) -> np.ndarray:
+    return torch.sigmoid(torch.from_numpy(np.nan_to_num(lum, nan=0.0))).numpy()
+
+
+def _read_h5(path: Path):
+    with h5py.File(path, "r") as f:
+        geo = dict(f["georeference"].attrs)
+        meta = dict(f["metadata"].attrs)
+        return f["prediction"][:], f["mask"][:], geo, meta
+
+
+# (height, width): none a multiple of the tile (64), some smaller than one tile
+SIZES = [(100, 77), (30, 45), (131, 64), (65, 190)]
+
+
+def test_grid_values_and_nodata_equal_the_input(tmp_path, scene_factory, predict_cfg) -> None:
+    scenes = [
+        scene_factory(h, w, fire=str(1000 + i), seed=i, label=i % 2 == 0)
+        for i, (h, w) in enumerate(SIZES)
+    ]
+    csv_path = write_match_csv(
+        tmp_path / "data/match.csv", scenes, [str(1000 + i) for i in range(4)]
+    )
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule(threshold=0.5))
+    result = predict(predict_cfg(ckpt, csv_path))
+    out = tmp_path / "out"
+    assert result.output_dir == out
+    for s, (h, w) in zip(scenes, SIZES, strict=True):
+        stem = s.lum_change.stem
+        prob, mask, geo, meta = _read_h5(out / f"{stem}_pred.h5")
+        with rasterio.open(s.lum_change) as src:
+            crs, transform = src.crs, src.transform
+            assert (src.height, src.width) == (h, w)
+        assert prob.shape == mask.shape == (h, w)
+        assert CRS.from_wkt(geo["crs"]) == crs
+        assert Affine.from_gdal(*geo["transform"]) == transform
+        assert (geo["height"], geo["width"]) == (h, w)
+        # the model's map is sigmoid(lum), stitched back (to torch's SIMD-lane rounding);
+        # lum nodata is nodata, every other pixel (dNBR cloud gap included) has a probability
+        nodata = np.isnan(s.lum)
+        expected = _sigmoid(s.lum)
+        np.testing.assert_allclose(prob[~nodata], expected[~nodata], rtol=0, atol=1e-6)
+        assert np.isnan(prob[nodata]).all() and (mask[nodata] == 255).all()
+        assert np.isfinite(prob[~nodata]).all()
+        np.testing.assert_array_equal(mask[~nodata], (prob[~nodata] > 0.5).astype(np.uint8))
+        assert meta["checkpoint"] == str(ckpt.resolve()) and meta["threshold"] == 0.5
+        assert meta["source_lum_change"] == str(s.lum_change)
+        # the COG holds the same probabilities on the same grid
+        with rasterio.open(out / f"{stem}_pred.tif") as cog:
+            assert cog.crs == crs and cog.transform == transform and cog.shape == (h, w)
+            assert np.isnan(cog.nodata)
+            np.testing.assert_array_equal(cog.read(1), prob)
+        assert (out / f"{stem}_pred.png").stat().st_size > 1000
+    # only fires with a label are scored
+    rows = list(csv.DictReader((out / "evaluation.csv").open()))
+    assert [r["fire_id"] for r in rows] == ["1000", "1002", ""]
+    assert not list(out.glob("*.tmp")) and not (out / ".partial").exists()
+
+
+@pytest.mark.parametrize("blend", ["linear", "gaussian"])
+def test_constant_model_gives_a_constant_map(tmp_path, scene_factory, predict_cfg, blend) -> None:
+    s = scene_factory(150, 97)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [s])
+    ckpt = save_checkpoint(tmp_path / "c.ckpt", ConstantModule(value=0.3))
+    predict(predict_cfg(ckpt, csv_path, f"blend={blend}", "overlap=40", module="ConstantModule"))
+    prob, _, _, _ = _read_h5(tmp_path / "out" / f"{s.lum_change.stem}_pred.h5")
+    valid = prob[~np.isnan(s.lum)]
+    one_tile = torch.sigmoid(torch.tensor(ConstantModule(value=0.3).logit, dtype=torch.float32))
+    assert (valid == one_tile.item()).all()  # no seams: exactly the model's value everywhere
+    assert valid[0] == pytest.approx(0.3)
+
+
+def test_evaluation_against_known_labels(tmp_path, scene_factory, predict_cfg) -> None:
+    a = scene_factory(90, 70, fire="11", seed=3)
+    b = scene_factory(40, 130, fire="12", seed=4)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [a, b], ["11", "12"])
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule(threshold=0.5))
+    # threshold from config beats the checkpoint's: burned where sigmoid(lum) > 0.7
+    result = predict(predict_cfg(ckpt, csv_path, "threshold=0.7"))
+    totals = np.zeros(4)
+    rows = {r["scene"]: r for r in csv.DictReader((tmp_path / "out/evaluation.csv").open())}
+    for s in (a, b):
+        valid = s.label != 255
+        pred = (_read_h5(tmp_path / "out" / f"{s.lum_change.stem}_pred.h5")[0] > 0.7)[valid]
+        assert (pred == (_sigmoid(s.lum) > 0.7)[valid]).mean() > 0.999
+        true = (s.label == 1)[valid]
+        tp, fp = np.sum(pred & true), np.sum(pred & ~true)
+        fn, tn = np.sum(~pred & true), np.sum(~pred & ~true)
+        totals += (tp, fp, fn, tn)
+        r = rows[s.lum_change.stem]
+        assert (int(r["tp"]), int(r["fp"]), int(r["fn"]), int(r["tn"])) == (tp, fp, fn, tn)
+        assert float(r["burned_iou"]) == pytest.approx(tp / (tp + fp + fn), abs=1e-6)
+        assert float(r["recall"]) == pytest.approx(tp / (tp + fn), abs=1e-6)
+        assert fp == 0 and fn > 0  # labels burned where lum > 0; a 0.7 threshold misses some
+    tp, fp, fn, tn = totals
+    overall = rows["overall"]
+    assert float(overall["burned_iou"]) == pytest.approx(tp / (tp + fp + fn), abs=1e-6)
+    iou0 = tn / (tn + fn + fp)
+    assert float(overall["mean_iou"]) == pytest.approx((tp / (tp + fp + fn) + iou0) / 2, abs=1e-6)
+    assert float(overall["accuracy"]) == pytest.approx((tp + tn) / totals.sum(), abs=1e-6)
+    assert len(result.scores) == 2
+
+
+def test_rows_without_label_and_test_split(tmp_path, scene_factory, predict_cfg) -> None:
+    a = scene_factory(50, 60, fire="21", label=False)
+    b = scene_factory(50, 60, fire="22", label=False)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [a, b], ["21", "22"])
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule(), {"test": ["22"], "train": ["21"]})
+    result = predict(predict_cfg(ckpt, csv_path, "split=test"))
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    stem = b.lum_change.stem
+    assert names == [f"{stem}_pred.h5", f"{stem}_pred.png", f"{stem}_pred.tif"]
+    assert result.evaluation is None
+
+
+def test_flat_memory_rows_stream_in_bands(
+    tmp_path, scene_factory, predict_cfg, monkeypatch
+) -> None:
+    """The writers only ever see one band of rows; no full-scene array passes through them."""
+    from firedpy_nrt.predict import writers
+
+    s = scene_factory(700, 90)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [s])
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule())
+    seen: list[tuple[int, int]] = []
+    real = writers.HDF5Writer.write_rows
+
+    def spy(self, y0, prediction, mask):
+        seen.append((y0, prediction.shape[0]))
+        return real(self, y0, prediction, mask)
+
+    monkeypatch.setattr(writers.HDF5Writer, "write_rows", spy)
+    predict(predict_cfg(ckpt, csv_path))
+    assert max(h for _, h in seen) <= 64 < 700  # at most one tile's rows at a time
+    assert sum(h for _, h in seen) == 700 and [y for y, _ in seen] == sorted(y for y, _ in seen)
+    with h5py.File(tmp_path / "out" / f"{s.lum_change.stem}_pred.h5", "r") as f:
+        assert f["prediction"].chunks[0] <= 256 and f["mask"].chunks[0] <= 256
+
+
+def test_peak_memory_does_not_follow_the_scene_height(tmp_path, scene_factory) -> None:
+    """Stitching and streaming a 10x taller scene into its outputs: Python-side peak allocations
+    (numpy included) grow by far less than one full-scene probability array (only bands of rows
+    are held)."""
+    import tracemalloc
+
+    from firedpy_nrt.data.raster import open_row
+    from firedpy_nrt.predict.assembly import Scene, SceneAssembler
+    from firedpy_nrt.predict.tiling import BandAccumulator, TileGrid
+    from firedpy_nrt.predict.writers import GridInfo, OutputPaths
+
+    def stitch(height: int, run: int) -> int:
+        files = scene_factory(height, 120, fire=f"{height}{run}")
+        reader = open_row(files.row(), "test")
+        geo = GridInfo(reader.crs, reader.transform, reader.height, reader.width)
+        tiles = TileGrid.build(height, 120, 64, 16)
+        scene = Scene(
+            0,
+            "1",
+            files.row(),
+            "test",
+            geo,
+            tiles,
+            OutputPaths.for_raster(tmp_path / f"out{run}", files.lum_change),
+            True,
+        )
+        tile = np.full((64, 64), 0.25, dtype=np.float32)
+        tracemalloc.start()
+        assembler = SceneAssembler(scene, reader, "gaussian", 0.5)
+        acc = BandAccumulator(tiles, "gaussian", assembler)
+        for i in range(len(tiles)):
+            acc.add(i, tile)
+        acc.finish()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assembler.commit()  # the quicklook's canvas is bounded by its 800-px thumbnails
+        return peak
+
+    stitch(300, 0)  # one-off imports and caches
+    small, tall = stitch(300, 1), stitch(3000, 2)
+    full_scene = 3000 * 120 * 4  # one float32 probability array of the tall scene
+    assert tall - small < full_scene / 10, (small, tall)
+    assert tall < full_scene, (small, tall)
+
+
+def test_ckpt_best_takes_the_training_runs_csv_and_test_fires(tmp_path, scene_factory) -> None:
+    """`predict.py ckpt=best` after training: newest run, its CSV, its held-out fires."""
+    from predict_support import compose
+
+    a = scene_factory(40, 50, fire="41", seed=1)
+    b = scene_factory(40, 50, fire="42", seed=2)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [a, b], ["41", "42"])
+    logs = tmp_path / "logs"
+    run = logs / "train/runs/2026-01-02_10-00-00"
+    save_checkpoint(run / "checkpoints/best.ckpt", LumModule(), {"train": ["41"], "test": ["42"]})
+    save_checkpoint(  # an older run: not taken
+        logs / "train/runs/2026-01-01_10-00-00/checkpoints/best.ckpt", LumModule(), {"test": ["41"]}
+    )
+    (run / ".hydra").mkdir()
+    (run / ".hydra/config.yaml").write_text(f"data:\n  match_csv: {csv_path}\n")
+    cfg = compose(
+        [
+            "ckpt=best",
+            f"paths.log_dir={logs}",
+            f"paths.output_dir={tmp_path / 'run'}",
+            "module_class=predict_standins.LumModule",
+            "tile_size=32",
+            "overlap=8",
+            "trainer.accelerator=cpu",
+        ]
+    )
+    result = predict(cfg)
+    assert result.checkpoint == run / "checkpoints/best.ckpt"
+    out = tmp_path / "run/predictions"
+    assert result.output_dir == out
+    assert sorted(p.name for p in out.glob("*.h5")) == [f"{b.lum_change.stem}_pred.h5"]
+
+
+def test_mixed_precision(tmp_path, scene_factory, predict_cfg) -> None:
+    """trainer.precision reaches prediction: bf16 autocast on the CPU gives the fp32 map to bf16's
+    precision, and the outputs stay float32."""
+    from predict_standins import ConvModule
+
+    s = scene_factory(70, 50)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [s])
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "conv.ckpt", ConvModule())
+    maps = {}
+    for precision in ("32-true", "bf16-mixed"):
+        out = tmp_path / precision
+        predict(predict_cfg(ckpt, csv_path, f"trainer.precision={precision}", f"output_dir={out}",
+                            module="ConvModule"))  # fmt: skip
+        maps[precision] = _read_h5(out / f"{s.lum_change.stem}_pred.h5")[0]
+    assert maps["bf16-mixed"].dtype == np.float32
+    valid = ~np.isnan(s.lum)
+    diff = np.abs(maps["bf16-mixed"][valid] - maps["32-true"][valid])
+    assert diff.max() < 0.02 and diff.max() > 0  # bf16 did run: not bit-identical
+
+
+def test_loader_workers_give_the_same_maps(tmp_path, scene_factory, predict_cfg) -> None:
+    """Tiles read in DataLoader worker processes (each opens its own rasters) arrive in order."""
+    scenes = [scene_factory(90, 70, fire="61", seed=1), scene_factory(50, 130, fire="62", seed=2)]
+    csv_path = write_match_csv(tmp_path / "data/match.csv", scenes, ["61", "62"])
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule())
+    for workers in (0, 2):
+        predict(
+            predict_cfg(
+                ckpt,
+                csv_path,
+                f"data.num_workers={workers}",
+                f"output_dir={tmp_path / str(workers)}",
+            )
+        )
+    for s in scenes:
+        name = f"{s.lum_change.stem}_pred.h5"
+        a, b = _read_h5(tmp_path / "0" / name)[0], _read_h5(tmp_path / "2" / name)[0]
+        np.testing.assert_array_equal(a, b)

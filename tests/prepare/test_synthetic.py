@@ -1,0 +1,213 @@
+"""The synthetic stage: `prepare.py source=synthetic` end to end, realism checks, reruns."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from omegaconf import OmegaConf
+from rasterio.vrt import WarpedVRT
+
+from firedpy_nrt.data.layers import SENSORS, parse_layer
+from firedpy_nrt.data.match_csv import read_match_csv
+from firedpy_nrt.errors import ConfigError, DataError
+from firedpy_nrt.prepare.synthetic import LABEL_NODATA, run_stage
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = [
+    "synthetic.size=96",
+    "synthetic.n_fires=4",
+    "synthetic.pairs_per_fire=2",
+    "synthetic.dnbr_per_fire=2",
+    "synthetic.other_crs_fraction=0.5",
+]
+KIND_OF = {
+    "lum_change": "lum_change",
+    "coh_change": "coh_change",
+    "binary_product": "binary_product",
+    "dnbr": "dnbr",
+}
+
+
+def prepare(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "prepare.py"), *args, f"paths.log_dir={tmp_path / 'logs'}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("syn")
+    proc = prepare(tmp, "source=synthetic", f"paths.data_dir={tmp / 'data'}", *SMALL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "data" / "synthetic"
+
+
+def test_structure_names_and_match(dataset: Path) -> None:
+    for sub in KIND_OF:
+        files = sorted((dataset / sub).iterdir())
+        assert files, sub
+        for f in files:
+            assert parse_layer(f, KIND_OF[sub]) is not None, f.name
+    assert len(list((dataset / "lum_change").iterdir())) == 4 * 2
+    df = read_match_csv(dataset / "match.csv")
+    assert len(df) == 4 * 2  # every SAR pair matched
+    assert df["binary_product"].notna().all()
+    assert set(df["dnbr_sensor"]) <= set(SENSORS)
+    sensors = {parse_layer(f, "dnbr").sensor for f in (dataset / "dnbr").iterdir()}
+    assert sensors == set(SENSORS)  # 8 products cycle through all five sensors
+    assert (dataset / "unmatched.csv").read_text().count("\n") == 1  # header only
+    assert (dataset / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rasters_are_realistic(dataset: Path) -> None:
+    df = read_match_csv(dataset / "match.csv")
+    other_crs = 0
+    sar_nodata_seen = False
+    fractions: dict[str, float] = {}
+    for row in df.to_dict("records"):
+        with rasterio.open(row["lum_change"]) as lum:
+            assert lum.crs.is_projected and lum.crs.to_epsg() // 100 in (326, 327)  # UTM
+            assert lum.profile["tiled"] and lum.compression.name.lower() == "deflate"
+            assert np.isnan(lum.nodata)
+            a = lum.read(1)
+            sar_res = lum.res
+            sar_nodata_seen |= bool(np.isnan(a).any())
+            finite = a[np.isfinite(a)]
+            assert 2.0 < finite.std() < 8.0  # speckle in dB, not a clean mask
+        with rasterio.open(row["binary_product"]) as b:
+            assert b.dtypes[0] == "uint8" and b.nodata == LABEL_NODATA
+            lab = b.read(1)
+            assert set(np.unique(lab)) <= {0, 1, LABEL_NODATA}
+            assert b.crs == lum.crs and b.transform == lum.transform
+            assert ((lab == LABEL_NODATA) == np.isnan(a)).all()
+            valid = lab != LABEL_NODATA
+            fractions[row["fire_id"]] = max(
+                fractions.get(row["fire_id"], 0.0), float((lab == 1).sum() / valid.sum())
+            )
+        with rasterio.open(row["coh_change"]) as c:
+            coh = c.read(1)
+            burned, unburned = coh[lab == 1], coh[lab == 0]
+            assert np.nanmean(burned) > np.nanmean(unburned) + 0.1  # coherence rises over burns
+            assert np.nanpercentile(unburned, 99) > np.nanmean(burned)  # ...and elsewhere too
+        with rasterio.open(row["dnbr"]) as d:
+            assert d.res != sar_res  # another resolution
+            assert d.crs.to_epsg() // 100 in (326, 327)
+            other_crs += d.crs != lum.crs
+            dn = d.read(1)
+            assert np.isnan(dn).mean() > 0.0  # cloud gaps
+            with WarpedVRT(
+                d, crs=lum.crs, transform=lum.transform, width=lum.width, height=lum.height
+            ) as v:
+                on_sar = v.read(1)
+            burned_dnbr = on_sar[(lab == 1) & np.isfinite(on_sar)]
+            unburned_dnbr = on_sar[(lab == 0) & np.isfinite(on_sar)]
+            assert 0.15 < np.median(burned_dnbr) < 0.8
+            assert abs(np.median(unburned_dnbr)) < 0.05
+    assert other_crs > 0  # some fires' dNBR lie in another UTM zone
+    assert sar_nodata_seen  # swath edges
+    assert all(0.05 <= f <= 0.6 for f in fractions.values()), fractions
+
+
+def test_events_file(dataset: Path) -> None:
+    import geopandas as gpd
+
+    events = gpd.read_file(dataset / "events.gpkg")
+    assert {"id", "ig_date", "last_date", "geometry"} <= set(events.columns)
+    assert events.crs.to_epsg() == 4326
+    assert set(events.geom_type) <= {"Polygon", "MultiPolygon"}
+    assert (events["last_date"] >= events["ig_date"]).all()
+    df = read_match_csv(dataset / "match.csv")
+    assert sorted(str(i) for i in events["id"]) == sorted(set(df["fire_id"]))
+    # each SAR pair's post date is after ignition, its pre date before
+    ig = {str(r.id): r.ig_date for r in events.itertuples()}
+    for row in df.to_dict("records"):
+        assert (
+            row["lum_date_pre"].isoformat() < ig[row["fire_id"]] < row["lum_date_post"].isoformat()
+        )
+
+
+def test_events_read_by_the_events_reader(dataset: Path) -> None:
+    from firedpy_nrt.prepare.events import read_events
+
+    df = read_match_csv(dataset / "match.csv")
+    for name in ("events.gpkg", "events.csv"):
+        events = read_events(dataset / name)
+        assert sorted(e.id for e in events) == sorted(set(df["fire_id"]))
+        for e in events:
+            assert e.ig_date <= e.last_date
+            minx, miny, maxx, maxy = e.geometry.bounds
+            assert -125 < minx < maxx < -100 and 30 < miny < maxy < 50  # lon/lat, western US
+
+
+def test_same_seed_same_data_and_rerun_rules(tmp_path: Path) -> None:
+    def cfg(seed: int, data: Path, overwrite: bool = False):
+        return OmegaConf.create(
+            {
+                "paths": {"data_dir": str(data)},
+                "overwrite": overwrite,
+                "synthetic": {
+                    "size": 48,
+                    "n_fires": 2,
+                    "pairs_per_fire": 1,
+                    "dnbr_per_fire": 1,
+                    "seed": seed,
+                },
+            }
+        )
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_stage(cfg(1, a)).written == 2 * 4
+    run_stage(cfg(1, b))
+    names = sorted(p.relative_to(a / "synthetic") for p in (a / "synthetic").rglob("*.tif"))
+    names += sorted(p.relative_to(a / "synthetic") for p in (a / "synthetic").rglob("*.TIF"))
+    assert names
+    for rel in names:
+        with rasterio.open(a / "synthetic" / rel) as x, rasterio.open(b / "synthetic" / rel) as y:
+            assert np.array_equal(x.read(), y.read(), equal_nan=True)
+            assert x.transform == y.transform and x.crs == y.crs
+    # same settings again: kept; other settings: refused unless overwrite
+    lum = next((a / "synthetic" / "lum_change").iterdir())
+    stamp = lum.stat().st_mtime_ns
+    assert run_stage(cfg(1, a)).skipped == 1
+    assert lum.stat().st_mtime_ns == stamp
+    with pytest.raises(DataError, match="overwrite=true"):
+        run_stage(cfg(2, a))
+    assert lum.stat().st_mtime_ns == stamp
+    assert run_stage(cfg(2, a, overwrite=True)).written == 8
+    manifest = json.loads((a / "synthetic" / "synthetic.json").read_text())
+    assert manifest["settings"]["seed"] == 2
+    assert not list(a.glob(".synthetic.*"))
+
+
+def test_bad_settings_are_config_errors(tmp_path: Path) -> None:
+    bad = OmegaConf.create(
+        {"paths": {"data_dir": str(tmp_path)}, "synthetic": {"burn_fraction": [0.5, 0.1]}}
+    )
+    with pytest.raises(ConfigError, match=r"^config key 'synthetic.burn_fraction'"):
+        run_stage(bad)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("synthetic.size=8", "synthetic.size"),
+        # a new key (with +) reaches our schema; without +, Hydra itself refuses it first
+        ("+synthetic.cloud_fractio=0.1", "synthetic.cloud_fractio"),
+    ],
+)
+def test_cli_config_errors_one_line(tmp_path: Path, override: str, key: str) -> None:
+    proc = prepare(tmp_path, "source=synthetic", f"paths.data_dir={tmp_path / 'data'}", override)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and key in lines[0], proc.stderr
+    assert not (tmp_path / "data").exists()
