@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_DATA ?= data
 DEMO_LOGS ?= logs
 
-.PHONY: install demo test test-all lint bench clean-demo
+.PHONY: install demo test test-slow test-all lint
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
