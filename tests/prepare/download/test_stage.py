@@ -133,6 +133,25 @@ def test_retry_after_is_honoured(cdse, tmp_path, events_file, cdse_env, fault, s
     assert hits[1].time - hits[0].time >= 0.29
 
 
+def test_search_429_is_retried_after_the_asked_delay(cdse, tmp_path, events_file, cdse_env):
+    cdse.sentinel("a", "20200412")
+    cdse.throttle_search = 1
+    result = run(cdse, tmp_path, events_file)
+    assert result.written == 1
+    searches = [r for r in cdse.requests if r.path.startswith("/odata/v1/Products")]
+    assert [r.status for r in searches] == [429, 200]
+    assert searches[1].time - searches[0].time >= 0.29
+
+
+def test_catalogue_size_that_differs_from_the_file_still_verifies(
+    cdse, tmp_path, events_file, cdse_env
+):
+    product = cdse.sentinel("odd", "20200412", faults={"wrong_size"})
+    result = run(cdse, tmp_path, events_file)
+    assert (result.written, result.failed) == (1, [])
+    assert (scenes(tmp_path) / "sentinel" / product.name / "manifest.safe").is_file()
+
+
 def test_expired_token_is_refreshed_and_the_download_retried(cdse, tmp_path, events_file, cdse_env):
     cdse.sentinel("x", "20200412", faults={"revoke"})
     result = run(cdse, tmp_path, events_file)

@@ -202,9 +202,9 @@ def _reusable_archive(archive: Path, product: Product) -> bool:
     """An archive left by a run that stopped before extracting, still matching its checksum."""
     if not archive.is_file():
         return False
-    if product.size is not None and archive.stat().st_size != product.size:
-        return False
-    return not product.md5 or file_md5(archive) == product.md5.lower()
+    if product.md5:
+        return file_md5(archive) == product.md5.lower()
+    return product.size is not None and archive.stat().st_size == product.size
 
 
 def _run_job(
