@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
-from firedpy_nrt.config import require
+from firedpy_nrt.config import Invalid, require
 from firedpy_nrt.config.download import DownloadConfig
 from firedpy_nrt.config.paths import PathsConfig
-from firedpy_nrt.data.layers import DEFAULT_PATTERNS
+from firedpy_nrt.data.layers import DEFAULT_PATTERNS, compile_patterns
 
 STAGE_NAMES = ("synthetic", "download", "dnbr", "match")
 
@@ -21,6 +22,13 @@ class PatternsConfig:
     coh_change: str = DEFAULT_PATTERNS["coh_change"]
     binary_product: str = DEFAULT_PATTERNS["binary_product"]
     dnbr: str = DEFAULT_PATTERNS["dnbr"]
+
+    def check(self) -> None:
+        for kind in DEFAULT_PATTERNS:
+            try:
+                compile_patterns({kind: getattr(self, kind)})
+            except ValueError as exc:
+                raise Invalid(kind, str(exc).partition(": ")[2]) from None
 
 
 @dataclass
@@ -41,6 +49,55 @@ class MatchConfig:
 
 
 @dataclass
+class SyntheticConfig:
+    """The synthetic dataset (README: preparing data); every number here is a config key."""
+
+    seed: int = 0
+    n_fires: int = 8
+    pairs_per_fire: int = 3  # SAR date pairs (luminance change, coherence change, binary product)
+    dnbr_per_fire: int = 3  # dNBR products per fire, sensors cycling S2A S2B S2C LC08 LC09
+    size: int = 320  # SAR scene width and height in pixels
+    sar_pixel_m: float = 25.0
+    s2_pixel_m: float = 20.0  # Sentinel-2 dNBR pixel size
+    landsat_pixel_m: float = 30.0  # Landsat dNBR pixel size
+    burn_fraction: list[float] = field(default_factory=lambda: [0.05, 0.6])
+    looks: float = 4.0  # equivalent number of looks of the gamma speckle
+    lum_burn_db: float = -3.0  # mean luminance change over a moderately burned pixel
+    coh_burn_rise: float = 0.3  # mean coherence change over a burned pixel
+    coh_noise: float = 0.12
+    dnbr_noise: float = 0.05
+    cloud_fraction: float = 0.2  # mean fraction of a dNBR scene under cloud (NaN)
+    disturbance_fraction: float = 0.05  # harvested fields: coherence and dNBR rise, not burned
+    other_crs_fraction: float = 0.3  # fires whose dNBR lies in the neighbouring UTM zone
+    nodata_edge: float = 0.15  # largest fraction of a SAR scene beyond the swath edge
+    start_date: str = "2021-06-01"  # fires ignite within 90 days after it
+
+    def check(self) -> None:
+        require(self.n_fires >= 1, "n_fires", "must be >= 1")
+        require(self.pairs_per_fire >= 1, "pairs_per_fire", "must be >= 1")
+        require(self.dnbr_per_fire >= 1, "dnbr_per_fire", "must be >= 1")
+        require(32 <= self.size <= 8192, "size", "must be between 32 and 8192 pixels")
+        for key in ("sar_pixel_m", "s2_pixel_m", "landsat_pixel_m"):
+            require(getattr(self, key) > 0, key, "must be > 0")
+        require(
+            len(self.burn_fraction) == 2
+            and 0.0 < self.burn_fraction[0] <= self.burn_fraction[1] <= 0.9,
+            "burn_fraction",
+            "must be [min, max] with 0 < min <= max <= 0.9",
+        )
+        require(self.looks >= 1.0, "looks", "must be >= 1")
+        for key in ("coh_noise", "dnbr_noise"):
+            require(getattr(self, key) >= 0, key, "must be >= 0")
+        for key in ("cloud_fraction", "disturbance_fraction", "other_crs_fraction"):
+            require(0.0 <= getattr(self, key) <= 0.8, key, "must be between 0 and 0.8")
+        require(0.0 <= self.nodata_edge <= 0.5, "nodata_edge", "must be between 0 and 0.5")
+        try:
+            date.fromisoformat(self.start_date)
+        except ValueError:
+            raise Invalid("start_date", f"not a YYYY-MM-DD date: {self.start_date!r}") from None
+
+
+@dataclass
 class PrepareConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     stages: list[str] = field(default_factory=lambda: ["download", "dnbr", "match"])
@@ -49,7 +106,7 @@ class PrepareConfig:
     satellite: str = "sentinel"
     overwrite: bool = False
     match: MatchConfig = field(default_factory=MatchConfig)
-    synthetic: Any = field(default_factory=dict)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     dnbr: Any = field(default_factory=dict)
 

@@ -29,11 +29,38 @@ DEFAULT_PATTERNS: dict[str, str] = {
 }
 
 
+#: Files that sit beside the layers by design and are not layers themselves: the dNBR stage's
+#: burn masks and RGB quick-looks, and GDAL's side-car files. Matching skips them quietly.
+COMPANION_PATTERNS: tuple[str, ...] = (
+    rf"_DNBR_MASK{_TIF}$",
+    rf"_RGB{_TIF}$",
+    r"\.(?i:aux\.xml|ovr|msk|tfw)$",
+)
+_COMPANIONS = re.compile("|".join(f"(?:{p})" for p in COMPANION_PATTERNS))
+
+#: Named groups each layer's pattern must have (a replacement pattern in config too).
+REQUIRED_GROUPS: dict[str, tuple[str, ...]] = {
+    "lum_change": ("fire", "d1", "d2"),
+    "coh_change": ("fire", "d0", "d1", "d2"),
+    "binary_product": ("fire", "d1", "d2"),
+    "dnbr": ("fire", "t1", "t2"),
+}
+
+
+def is_companion(name: str) -> bool:
+    """True for a known non-layer file (dNBR mask, RGB, GDAL side-car) that matching skips."""
+    return _COMPANIONS.search(name) is not None
+
+
 def parse_date(text: str) -> date:
-    """``YYYYMMDD`` or ``YYYYMMDDTHHMMSS`` to a date; ValueError when it is no real date."""
-    if "T" in text:
-        return datetime.strptime(text, "%Y%m%dT%H%M%S").date()
-    return datetime.strptime(text, "%Y%m%d").date()
+    """The date of ``YYYYMMDD``, ``YYYYMMDDTHHMMSS`` or ``YYYY-MM-DD``; ValueError when it is none.
+
+    Only the day counts (the first eight digits), so a user pattern may capture any of these forms.
+    """
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) < 8:
+        raise ValueError(f"not a date: {text!r}")
+    return datetime.strptime(digits[:8], "%Y%m%d").date()
 
 
 @dataclass(frozen=True)
@@ -51,11 +78,29 @@ class LayerName:
 
 
 def compile_patterns(patterns: dict[str, str] | None = None) -> dict[str, re.Pattern[str]]:
-    """Compile the contract's patterns, with any given ones replacing the defaults."""
+    """Compile the contract's patterns, with any given ones replacing the defaults.
+
+    ValueError names the layer when a pattern does not compile or lacks a required named group.
+    """
     merged = dict(DEFAULT_PATTERNS)
     if patterns:
+        unknown = set(patterns) - set(DEFAULT_PATTERNS)
+        if unknown:
+            raise ValueError(f"unknown layer(s) {', '.join(sorted(unknown))}")
         merged.update({k: v for k, v in patterns.items() if v})
-    return {kind: re.compile(p) for kind, p in merged.items()}
+    compiled = {}
+    for kind, p in merged.items():
+        try:
+            compiled[kind] = re.compile(p)
+        except re.error as exc:
+            raise ValueError(f"{kind}: not a regular expression ({exc})") from None
+        missing = [g for g in REQUIRED_GROUPS[kind] if g not in compiled[kind].groupindex]
+        if missing:
+            raise ValueError(
+                f"{kind}: the pattern lacks named group(s) {', '.join(missing)} "
+                f"(write them as (?P<name>...))"
+            )
+    return compiled
 
 
 _DATE_GROUPS = {

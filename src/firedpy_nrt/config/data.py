@@ -1,0 +1,130 @@
+"""Schema of the ``data`` group: the match CSV, chips, cache, splits, loaders, augmentation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from firedpy_nrt.config import require
+
+BAD_ROW_POLICIES = ("error", "skip")
+
+
+def normalise_fire_id(value: Any) -> str:
+    """A fire id as the match CSV holds it: digits without leading zeros (``9844.0`` -> ``9844``)."""
+    text = str(value).strip()
+    if text.isdigit():
+        return str(int(text))
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() and number >= 0 else text
+
+
+@dataclass
+class FractionsConfig:
+    """Share of fires per split when no fixed lists are given."""
+
+    train: float = 0.7
+    val: float = 0.15
+    test: float = 0.15
+
+    def check(self) -> None:
+        for key in ("train", "val", "test"):
+            value = getattr(self, key)
+            require(0.0 <= value <= 1.0, key, f"must be in [0, 1] (got {value})")
+        require(self.train > 0.0, "train", "must be > 0")
+        total = self.train + self.val + self.test
+        require(abs(total - 1.0) < 1e-6, "train", f"train + val + test must be 1 (got {total:g})")
+
+
+@dataclass
+class SplitConfig:
+    """Train/val/test by fire, never by chip: fixed fire-id lists, or fractions with a seed.
+
+    With any list filled, the lists decide; an empty ``train`` list then means every fire not in
+    ``val`` or ``test``. With all lists empty, fires are shuffled with ``seed`` and cut by
+    ``fractions``.
+    """
+
+    train: list[Any] = field(default_factory=list)
+    val: list[Any] = field(default_factory=list)
+    test: list[Any] = field(default_factory=list)
+    fractions: FractionsConfig = field(default_factory=FractionsConfig)
+    seed: int = 42
+
+    @property
+    def fixed(self) -> bool:
+        return bool(self.train or self.val or self.test)
+
+    def check(self) -> None:
+        seen: dict[str, str] = {}
+        for key in ("train", "val", "test"):
+            for value in getattr(self, key):
+                fid = normalise_fire_id(value)
+                require(fid != "", key, "holds an empty fire id")
+                require(
+                    fid not in seen or seen[fid] == key,
+                    key,
+                    f"fire {fid} is also in data.split.{seen.get(fid)}; a fire belongs to one split",
+                )
+                seen[fid] = key
+
+
+@dataclass
+class AugmentConfig:
+    """Flips and 90-degree rotations drawn per sample on the device (training only)."""
+
+    hflip: bool = True
+    vflip: bool = True
+    rot90: bool = True
+    p: float = 0.5
+
+    def check(self) -> None:
+        require(0.0 <= self.p <= 1.0, "p", f"must be in [0, 1] (got {self.p})")
+
+
+@dataclass
+class DataConfig:
+    """The ``data`` group (``conf/data/*.yaml``), built into ``FireDataModule``."""
+
+    _target_: str = "firedpy_nrt.data.datamodule.FireDataModule"
+    match_csv: str = "${paths.data_dir}/match.csv"
+    chip_size: int = 256
+    stride: int = 256
+    min_valid_fraction: float = 0.1
+    cache_dir: str = "${paths.data_dir}/cache"
+    on_bad_row: str = "error"
+    batch_size: int = 8
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    split: SplitConfig = field(default_factory=SplitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def check(self) -> None:
+        require(self.match_csv.strip() != "", "match_csv", "is required (data.match_csv=PATH)")
+        require(self.chip_size >= 16, "chip_size", f"must be >= 16 pixels (got {self.chip_size})")
+        require(self.stride >= 1, "stride", f"must be >= 1 pixel (got {self.stride})")
+        require(
+            0.0 <= self.min_valid_fraction <= 1.0,
+            "min_valid_fraction",
+            f"must be in [0, 1] (got {self.min_valid_fraction})",
+        )
+        require(
+            self.on_bad_row in BAD_ROW_POLICIES,
+            "on_bad_row",
+            f"must be error or skip (got {self.on_bad_row!r})",
+        )
+        require(
+            self.batch_size >= 2,
+            "batch_size",
+            f"must be >= 2: DeepLabV3's batch norm fails on one sample (got {self.batch_size})",
+        )
+        require(self.num_workers >= 0, "num_workers", f"must be >= 0 (got {self.num_workers})")
+        require(
+            not self.persistent_workers or self.num_workers > 0,
+            "persistent_workers",
+            "needs num_workers > 0",
+        )

@@ -1,0 +1,328 @@
+"""``FireDataModule``: chips of the match CSV's fires, split by fire, served from the chip cache.
+
+``prepare_data`` (rank zero only) builds the chip cache and the training split's normalization
+statistics; ``setup`` (every rank) reads them. Batches are dicts ``{"image": float32 [B, C, H, W]
+raw with NaN = nodata, "label": uint8 [B, H, W] (0, 1, 255 ignore), "fire_id": list[str]}``;
+normalization and augmentation run on the device in the LightningModule
+(:mod:`firedpy_nrt.data.transforms`). Loaders use plain ``shuffle`` so Lightning's distributed
+sampler applies under DDP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from firedpy_nrt.config import Invalid, validate
+from firedpy_nrt.config.data import (
+    AugmentConfig,
+    DataConfig,
+    FractionsConfig,
+    SplitConfig,
+    normalise_fire_id,
+)
+from firedpy_nrt.data.chips import (
+    ChipCache,
+    ChipSettings,
+    cache_path,
+    ensure_chip_cache,
+    fire_sort_key,
+)
+from firedpy_nrt.data.raster import CHANNELS
+from firedpy_nrt.data.stats import channel_stats
+from firedpy_nrt.data.transforms import BatchAugment
+from firedpy_nrt.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+class ChipDataset(Dataset):
+    """Chips ``indices`` of a :class:`ChipCache` as ``{"image", "label", "fire_id"}`` samples."""
+
+    def __init__(self, cache: ChipCache, indices: Sequence[int] | np.ndarray) -> None:
+        self.cache = cache
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        j = int(self.indices[i])
+        return {
+            "image": torch.from_numpy(np.array(self.cache.images[j], dtype=np.float32)),
+            "label": torch.from_numpy(np.array(self.cache.labels[j], dtype=np.uint8)),
+            "fire_id": str(self.cache.fire_ids[j]),
+        }
+
+
+def split_fires(fires: Sequence[str], split: SplitConfig) -> dict[str, list[str]]:
+    """Assign each fire to one split: the fixed lists, or shuffled fractions with ``split.seed``.
+
+    ``fires`` are the fires that have chips. A listed fire with no chips is warned about; an
+    empty ``train`` list next to filled ``val``/``test`` lists means every other fire.
+    """
+    fires = sorted({normalise_fire_id(f) for f in fires}, key=fire_sort_key)
+    if split.fixed:
+        lists = {k: [normalise_fire_id(f) for f in getattr(split, k)] for k in SPLITS}
+        listed = set(lists["val"]) | set(lists["test"]) | set(lists["train"])
+        if not lists["train"]:
+            lists["train"] = [f for f in fires if f not in listed]
+        known = set(fires)
+        out: dict[str, list[str]] = {}
+        for k in SPLITS:
+            absent = [f for f in lists[k] if f not in known]
+            if absent:
+                rank_zero_warn(
+                    f"data.split.{k}: fire(s) {', '.join(absent)} have no chips "
+                    "(not in the CSV, no binary product, skipped, or no valid chip)"
+                )
+            out[k] = sorted({f for f in lists[k] if f in known}, key=fire_sort_key)
+        unused = [f for f in fires if f not in listed and f not in out["train"]]
+        if unused:
+            rank_zero_info(f"{len(unused)} fire(s) in no split list are not used: {unused}")
+        return out
+
+    fr: FractionsConfig = split.fractions
+    n = len(fires)
+    counts = {k: int(round(getattr(fr, k) * n)) for k in ("val", "test")}
+    for k in ("val", "test"):
+        # A requested split gets at least one fire while training keeps one.
+        if getattr(fr, k) > 0 and counts[k] == 0 and n - sum(counts.values()) > 1:
+            counts[k] = 1
+    n_train = n - counts["val"] - counts["test"]
+    if n_train < 1:
+        need = 1 + sum(1 for k in ("val", "test") if getattr(fr, k) > 0)
+        raise DataError(
+            f"{n} fire(s) with chips cannot fill train/val/test (data.split.fractions need "
+            f"at least {need}); add fires or set data.split lists"
+        )
+    order = list(np.random.default_rng(split.seed).permutation(n))
+    shuffled = [fires[i] for i in order]
+    parts = {
+        "val": shuffled[: counts["val"]],
+        "test": shuffled[counts["val"] : counts["val"] + counts["test"]],
+        "train": shuffled[counts["val"] + counts["test"] :],
+    }
+    return {k: sorted(parts[k], key=fire_sort_key) for k in SPLITS}
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, DictConfig):
+        return OmegaConf.to_container(obj, resolve=True)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return dict(obj) if isinstance(obj, Mapping) else obj
+
+
+def _checked(obj: Any, schema: type, key: str) -> Any:
+    """Build ``schema`` from a dataclass/dict/DictConfig, checking keys, types and range rules."""
+    plain = _to_plain(obj) if obj is not None else {}
+    try:
+        return validate(OmegaConf.create(plain), schema)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("config key '", f"config key '{key}.", 1)) from None
+
+
+class FireDataModule(LightningDataModule):
+    """Chips of the match CSV's fires, split by fire (see the module docstring and README)."""
+
+    def __init__(
+        self,
+        match_csv: str | os.PathLike[str],
+        chip_size: int = 256,
+        stride: int = 256,
+        min_valid_fraction: float = 0.1,
+        cache_dir: str | os.PathLike[str] = "data/cache",
+        on_bad_row: str = "error",
+        batch_size: int = 8,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        split: SplitConfig | Mapping[str, Any] | None = None,
+        augment: AugmentConfig | Mapping[str, Any] | None = None,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        cfg = DataConfig(
+            match_csv=str(match_csv),
+            chip_size=int(chip_size),
+            stride=int(stride),
+            min_valid_fraction=float(min_valid_fraction),
+            cache_dir=str(cache_dir),
+            on_bad_row=str(on_bad_row),
+            batch_size=int(batch_size),
+            num_workers=int(num_workers),
+            pin_memory=bool(pin_memory),
+            persistent_workers=bool(persistent_workers),
+            split=_checked(split, SplitConfig, "data.split"),
+            augment=_checked(augment, AugmentConfig, "data.augment"),
+        )
+        try:
+            cfg.check()
+        except Invalid as exc:
+            raise ConfigError(f"config key 'data.{exc.key}': {exc.message}") from None
+        self.cfg = cfg
+        self.progress = progress
+        self.settings = ChipSettings(
+            chip_size=cfg.chip_size,
+            stride=cfg.stride,
+            min_valid_fraction=cfg.min_valid_fraction,
+            on_bad_row=cfg.on_bad_row,
+        )
+        self.channels: tuple[str, ...] = CHANNELS
+        self.num_layers = len(CHANNELS)
+        self.augmentation = BatchAugment.from_config(cfg.augment)
+        self.cache: ChipCache | None = None
+        self.splits: dict[str, list[str]] = {}
+        self.stats: dict[str, list[float]] | None = None
+        self.datasets: dict[str, ChipDataset] = {}
+        self._restored_splits: dict[str, list[str]] | None = None
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig | DictConfig | Mapping[str, Any]) -> FireDataModule:
+        """Build from the ``data`` config group (the dataclass or the composed node)."""
+        plain = _to_plain(cfg)
+        plain = {k: v for k, v in plain.items() if not k.startswith("_")}
+        return cls(**plain)
+
+    # -- cache, split and stats --------------------------------------------------------
+    def _split_of(self, cache: ChipCache) -> dict[str, list[str]]:
+        if self.cfg.split.fixed:
+            csv_fires = {str(f) for f in cache.meta.get("csv_fires", [])}
+            for k in SPLITS:
+                for f in getattr(self.cfg.split, k):
+                    fid = normalise_fire_id(f)
+                    if csv_fires and fid not in csv_fires:
+                        raise ConfigError(
+                            f"config key 'data.split.{k}': fire {fid} is not in {self.cfg.match_csv}"
+                        )
+        return split_fires(cache.fires, self.cfg.split)
+
+    def _indices(self, cache: ChipCache, fires: Sequence[str]) -> np.ndarray:
+        return np.flatnonzero(np.isin(cache.fire_ids, np.asarray(list(fires), dtype=np.str_)))
+
+    def _stats_file(self, cache: ChipCache, train: Sequence[str]) -> Path:
+        digest = hashlib.sha256(json.dumps(sorted(train)).encode()).hexdigest()[:16]
+        return cache.path / f"stats-{digest}.json"
+
+    def _stats(self, cache: ChipCache, train: Sequence[str]) -> dict[str, list[float]]:
+        path = self._stats_file(cache, train)
+        if path.is_file():
+            return json.loads(path.read_text())
+        stats = channel_stats(cache.images, self._indices(cache, train), channel_names=CHANNELS)
+        stats["fires"] = list(train)  # type: ignore[assignment]
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(stats, indent=1))
+        os.replace(tmp, path)
+        return stats
+
+    def _cache(self) -> ChipCache:
+        cache = ensure_chip_cache(
+            self.cfg.match_csv, self.cfg.cache_dir, self.settings, progress=self.progress
+        )
+        meta = cache.meta
+        if meta["bad"]:
+            rank_zero_warn(
+                f"{len(meta['bad'])} bad row(s) of {self.cfg.match_csv} skipped "
+                f"(data.on_bad_row=skip), first: {meta['bad'][0]['reason']}"
+            )
+        if meta["no_label"]:
+            rank_zero_info(
+                f"{len(meta['no_label'])} row(s) of {self.cfg.match_csv} have no binary product: "
+                "not used for training"
+            )
+        return cache
+
+    def prepare_data(self) -> None:
+        """Rank zero: build the chip cache and the training split's statistics once."""
+        cache = self._cache()
+        splits = self._split_of(cache)
+        if splits["train"]:
+            self._stats(cache, splits["train"])
+
+    def setup(self, stage: str | None = None) -> None:
+        """Every rank: open the cache (built by ``prepare_data``), split by fire, load stats."""
+        if self.cache is None:
+            path, _ = cache_path(self.cfg.match_csv, self.cfg.cache_dir, self.settings)
+            self.cache = ChipCache(path) if (path / "meta.json").is_file() else self._cache()
+            self.splits = self._split_of(self.cache)
+            rank_zero_info(
+                "split by fire: "
+                + ", ".join(
+                    f"{k} {len(v)} fires / {len(self._indices(self.cache, v))} chips"
+                    for k, v in self.splits.items()
+                )
+            )
+            for k in SPLITS:
+                self.datasets[k] = ChipDataset(
+                    self.cache, self._indices(self.cache, self.splits[k])
+                )
+            self._compare_restored()
+        if stage in (None, "fit", "validate") or self.stats is None:
+            if not self.splits["train"]:
+                if stage in (None, "fit"):
+                    raise DataError(f"no training fires with chips in {self.cfg.match_csv}")
+            else:
+                self.stats = self._stats(self.cache, self.splits["train"])
+        if stage in (None, "fit") and len(self.datasets["train"]) < self.cfg.batch_size:
+            raise DataError(
+                f"the training split has {len(self.datasets['train'])} chips, fewer than "
+                f"data.batch_size={self.cfg.batch_size} (the last incomplete batch is dropped)"
+            )
+
+    # -- loaders -----------------------------------------------------------------------
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if not self.datasets:
+            raise DataError("FireDataModule: call setup() before asking for a loader")
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.cfg.batch_size,
+            shuffle=train,
+            drop_last=train,  # DeepLabV3's batch norm fails on a last batch of one
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.cfg.pin_memory,
+            persistent_workers=self.cfg.persistent_workers and self.cfg.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    # -- checkpoint --------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints: the fire split, the statistics and the cache used."""
+        return {
+            "splits": self.splits,
+            "stats": self.stats,
+            "cache": str(self.cache.path) if self.cache is not None else None,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored_splits = state_dict.get("splits")
+        self._compare_restored()
+
+    def _compare_restored(self) -> None:
+        if self._restored_splits and self.splits and self._restored_splits != self.splits:
+            rank_zero_warn(
+                "the fire split differs from the checkpoint's (the CSV or data.split changed): "
+                f"checkpoint {self._restored_splits}, now {self.splits}"
+            )

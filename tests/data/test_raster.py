@@ -1,0 +1,161 @@
+"""Aligned reads of one match row: grid, alignment across CRS/resolution, nodata, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from firedpy_nrt.data.raster import CHANNELS, IGNORE, AlignedRow, open_row, row_context
+from firedpy_nrt.errors import DataError
+
+
+def test_reference_grid_and_shapes(fire, geo):
+    with open_row(fire.row) as r:
+        assert r.crs.to_string() == geo.REF_CRS
+        assert (r.height, r.width) == (fire.size, fire.size)
+        assert r.res == (100.0, 100.0)
+        assert r.profile["count"] == len(CHANNELS) and r.profile["dtype"] == "float32"
+        image, label = r.read()
+    assert image.shape == (3, fire.size, fire.size) and image.dtype == np.float32
+    assert label.shape == (fire.size, fire.size) and label.dtype == np.uint8
+    assert set(np.unique(label)) <= {0, 1, IGNORE}
+
+
+def test_dnbr_in_other_zone_and_resolution_lands_on_the_burned_disk(fire, geo):
+    with open_row(fire.row) as r:
+        image, _ = r.read()
+        xs, ys = geo.grid_xy(r.transform, r.height, r.width)
+    d = np.hypot(xs - fire.centre[0], ys - fire.centre[1])
+    dnbr = image[2]
+    inside = (d < fire.radius - 150) & np.isfinite(dnbr)
+    outside = (d > fire.radius + 150) & np.isfinite(dnbr)
+    assert inside.sum() > 20 and outside.sum() > 100
+    np.testing.assert_allclose(dnbr[inside], 0.5, atol=1e-3)
+    np.testing.assert_allclose(dnbr[outside], 0.0, atol=1e-3)
+    # the centroid of the burned dNBR pixels sits on the known centre to within half a pixel
+    burned = np.nan_to_num(dnbr) > 0.25
+    cx, cy = xs[burned].mean(), ys[burned].mean()
+    assert abs(cx - fire.centre[0]) < 50 and abs(cy - fire.centre[1]) < 50
+
+
+def test_nodata_becomes_nan_and_ignore(fire):
+    with open_row(fire.row) as r:
+        image, label = r.read()
+        lum_ds_nodata = rasterio.open(fire.row["lum_change"]).nodata
+    assert lum_ds_nodata == -9999.0
+    # SAR border: luminance change nodata -> NaN in the image, ignore in the label
+    assert np.isnan(image[0][:, -3:]).all()
+    assert (label[:, -3:] == IGNORE).all()
+    assert np.isfinite(image[0][:, :-3]).all()
+    # label nodata stripe -> ignore, never unburned
+    assert (label[: fire.size // 8] == IGNORE).all()
+    # the dNBR cloud is NaN in the image but the label there is still a label
+    cloud = np.isnan(image[2])
+    assert cloud.sum() > 20
+    assert np.isin(label[cloud & np.isfinite(image[0])], [0, 1]).all()
+    # burned pixels inside the map and outside the stripe are labelled 1
+    assert (label == 1).sum() > 50
+
+
+def test_bilinear_never_blends_a_nodata_value(tmp_path, geo):
+    f = geo.make_fire(tmp_path, "7")
+    # coherence change at 30 m with a declared nodata value inside the grid
+    t = from_origin(400_000 - 100, 4_000_000 + 100, 30.0, 30.0)
+    coh = np.full((150, 150), 0.2, np.float32)
+    coh[40:80, 40:80] = -9999.0
+    f.row["coh_change"] = str(
+        geo.write_tif(tmp_path / "coh.tif", coh, geo.REF_CRS, t, nodata=-9999.0)
+    )
+    with open_row(f.row) as r:
+        image, _ = r.read()
+    values = image[1][np.isfinite(image[1])]
+    assert np.isnan(image[1]).sum() >= 100  # the hole is there...
+    np.testing.assert_allclose(values, 0.2, atol=1e-6)  # ...and nothing around it is blended
+
+
+def test_window_past_the_edge_is_padded(fire):
+    with open_row(fire.row) as r:
+        full_img, full_lab = r.read()
+        image, label = r.read((fire.size - 10, fire.size - 20, 32, 32))
+    assert image.shape == (3, 32, 32)
+    np.testing.assert_array_equal(image[:, :10, :20], full_img[:, -10:, -20:])
+    assert np.isnan(image[:, 10:]).all() and np.isnan(image[:, :, 20:]).all()
+    assert (label[10:] == IGNORE).all() and (label[:, 20:] == IGNORE).all()
+    np.testing.assert_array_equal(label[:10, :20], full_lab[-10:, -20:])
+
+
+def test_row_without_binary_product_has_no_label(tmp_path, geo):
+    f = geo.make_fire(tmp_path, "9", label=False)
+    with open_row(f.row) as r:
+        assert not r.has_label
+        image, label = r.read((0, 0, 8, 8))
+    assert label is None and image.shape == (3, 8, 8)
+
+
+def _expect_one_line(exc: pytest.ExceptionInfo, *needles: str) -> None:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    for n in needles:
+        assert n in msg, (n, msg)
+
+
+@pytest.mark.parametrize("layer", ["lum_change", "coh_change", "dnbr", "binary_product"])
+def test_missing_raster(fire, layer):
+    fire.row[layer] = fire.row[layer] + ".gone"
+    ctx = row_context("m.csv", 4, fire.fire_id)
+    with pytest.raises(DataError) as exc:
+        AlignedRow(fire.row, context=ctx)
+    _expect_one_line(exc, fire.row[layer], "m.csv line 6 (fire 2282)", layer, "not found")
+
+
+def test_corrupt_raster(fire):
+    Path(fire.row["dnbr"]).write_bytes(b"II*\x00 this is not a tiff" * 10)
+    with pytest.raises(DataError) as exc:
+        AlignedRow(fire.row, context="x.csv line 2 (fire 2282)")
+    _expect_one_line(exc, fire.row["dnbr"], "x.csv line 2", "cannot be read")
+
+
+def test_truncated_raster_fails_on_read(fire, tmp_path, geo):
+    big = np.random.default_rng(0).normal(size=(400, 400)).astype(np.float32)
+    p = geo.write_tif(
+        tmp_path / "trunc.tif", big, geo.REF_CRS, from_origin(399_000, 4_001_000, 20, 20)
+    )
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 3])
+    fire.row["coh_change"] = str(p)
+    with (
+        pytest.raises(DataError) as exc,
+        open_row(fire.row, context="c.csv line 9 (fire 2282)") as r,
+    ):
+        r.read()
+    _expect_one_line(exc, str(p), "c.csv line 9")
+
+
+def test_non_overlapping_raster(fire, tmp_path, geo):
+    far = geo.write_tif(
+        tmp_path / "far.tif",
+        np.zeros((10, 10), np.float32),
+        geo.OTHER_CRS,
+        from_origin(300_000, 5_000_000, 30, 30),
+    )
+    fire.row["dnbr"] = str(far)
+    with pytest.raises(DataError) as exc:
+        AlignedRow(fire.row, context="ctx")
+    _expect_one_line(exc, str(far), "does not overlap")
+
+
+def test_crs_less_raster(fire, tmp_path, geo):
+    p = geo.write_tif(
+        tmp_path / "nocrs.tif",
+        np.zeros((10, 10), np.float32),
+        None,
+        from_origin(400_000, 4_000_000, 100, 100),
+    )
+    fire.row["lum_change"] = str(p)
+    with pytest.raises(DataError) as exc:
+        AlignedRow(fire.row, context="ctx")
+    _expect_one_line(exc, str(p), "no CRS")
