@@ -245,6 +245,18 @@ def test_overwrite_fetches_again(cdse, tmp_path, events_file, cdse_env):
     assert (scenes(tmp_path) / "sentinel" / product.name / "manifest.safe").is_file()
 
 
+def test_keep_archives_puts_them_apart(cdse, tmp_path, events_file, cdse_env):
+    s2 = cdse.sentinel("s", "20200412")
+    l8 = cdse.landsat("l", "20200420")
+    run(cdse, tmp_path, events_file, ("event_ids=[9844]", "satellite=both"), keep_archives=True)
+    root = scenes(tmp_path)
+    assert sorted(p.name for p in (root / "sentinel").iterdir()) == [s2.name]
+    assert sorted(p.name for p in (root / "landsat").iterdir()) == [l8.name]
+    stem = s2.name.removesuffix(".SAFE")
+    assert (root / "archives" / "sentinel" / f"{stem}.zip").read_bytes() == s2.data
+    assert (root / "archives" / "landsat" / f"{l8.name}.tar").read_bytes() == l8.data
+
+
 def test_at_most_workers_downloads_at_once(cdse, tmp_path, events_file, cdse_env):
     for i in range(6):
         cdse.sentinel(f"w{i}", f"202004{10 + i:02d}")

@@ -5,6 +5,7 @@ Layout (read by the dNBR stage)::
     <paths.data_dir>/scenes/<fire id>/manifest.json
     <paths.data_dir>/scenes/<fire id>/sentinel/<name>.SAFE/
     <paths.data_dir>/scenes/<fire id>/landsat/<product id>/
+    <paths.data_dir>/scenes/<fire id>/archives/<satellite>/<name>.zip|.tar  (keep_archives=true)
 
 Searches run one after another (a failure there stops the stage with one line); downloads run
 ``download.workers`` at a time, and a product that fails is recorded in the manifest and the
@@ -227,8 +228,11 @@ def _run_job(
             job.provider.download(product, archive)
         extract(archive, job.folder, overwrite=overwrite)
         if dl.keep_archives:
-            kept = archive.with_suffix(f".{archive_kind(archive)}")
-            archive.replace(kept)
+            # Kept apart from the product folders, so a reader of sentinel/ and landsat/ sees
+            # each product once.
+            kept_dir = job.folder.parent.parent / "archives" / product.satellite
+            kept_dir.mkdir(parents=True, exist_ok=True)
+            archive.replace(kept_dir / f"{archive.stem}.{archive_kind(archive)}")
         else:
             archive.unlink()
     except CredentialsError as exc:
