@@ -261,7 +261,7 @@ def test_at_most_workers_downloads_at_once(cdse, tmp_path, events_file, cdse_env
     for i in range(6):
         cdse.sentinel(f"w{i}", f"202004{10 + i:02d}")
     cdse.download_delay = 0.15
-    result = run(cdse, tmp_path, events_file, workers=2)
+    result = run(cdse, tmp_path, events_file, workers=2, progress=True)  # bars on, one per worker
     assert result.written == 6
     assert cdse.max_active == 2
 

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +195,12 @@ def _open(
     raise _TryAgain(f"more than {MAX_REDIRECTS} redirects from {_host(url)}")
 
 
+def _bar_slot() -> int:
+    """A line per download worker, so concurrent progress bars do not overwrite each other."""
+    match = re.search(r"_(\d+)$", threading.current_thread().name)
+    return int(match.group(1)) if match else 0
+
+
 def _stream(response: requests.Response, size: int) -> Iterator[bytes]:
     """The body as it arrives: ``read1`` hands over what came before a drop, where
     ``iter_content`` would lose the last partial chunk."""
@@ -266,6 +273,7 @@ def _fetch_once(
                 desc=label[-60:],
                 disable=not settings.progress,
                 leave=False,
+                position=_bar_slot(),
             ) as bar,
         ):
             try:
