@@ -235,6 +235,17 @@ def test_rerun_skips_complete_and_resumes_partial(cdse, tmp_path, events_file, c
     assert leftovers(scenes(tmp_path)) == []
 
 
+def test_folder_without_manifest_is_adopted(cdse, tmp_path, events_file, cdse_env):
+    cdse.sentinel("p", "20200412")
+    run(cdse, tmp_path, events_file)
+    (scenes(tmp_path) / "manifest.json").unlink()
+    before = len(cdse.requests)
+    result = run(cdse, tmp_path, events_file)
+    assert (result.written, result.skipped) == (0, 1)
+    assert not [r for r in cdse.requests[before:] if "$value" in r.path]
+    assert [e["status"] for e in read_manifest(scenes(tmp_path))] == ["complete"]
+
+
 def test_overwrite_fetches_again(cdse, tmp_path, events_file, cdse_env):
     product = cdse.sentinel("p", "20200412")
     run(cdse, tmp_path, events_file)

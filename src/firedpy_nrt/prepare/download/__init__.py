@@ -171,12 +171,9 @@ def download_events(
                 )
             for product in products:
                 folder = event_dir / satellite / product.folder_name
-                if not overwrite and manifest.is_complete(product):
-                    result.skipped += 1
-                    continue
                 if not overwrite and folder.is_dir():
                     # Folders appear only by a rename after a full extraction, so it is whole.
-                    manifest.record(product, COMPLETE)
+                    _keep_existing(manifest, product)
                     result.skipped += 1
                     continue
                 jobs.append(_Job(event, product, provider, manifest, folder))
@@ -190,13 +187,33 @@ def download_events(
         futures = {pool.submit(_run_job, job, dl, overwrite, cancelled): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
-            error = future.result()
+            try:
+                error = future.result()
+            except Exception as exc:  # a bug in one job must not hide the others' results
+                log.exception("%s: unexpected error", job.product.label(job.event.id))
+                error = f"unexpected {type(exc).__name__}: {exc}"
+                job.manifest.record(job.product, FAILED, error)
             with lock:
                 if error is None:
                     result.written += 1
                 else:
                     result.failed.append(scrub(f"{job.product.label(job.event.id)}: {error}"))
     return result
+
+
+def _keep_existing(manifest: Manifest, product: Product) -> None:
+    """A product folder is already there: record it complete, unless the catalogue's checksum
+    changed since (a reprocessed product), which only ``overwrite=true`` replaces."""
+    entry = manifest.entry(product) or {}
+    recorded = (entry.get("checksum") or {}).get("value")
+    if recorded and product.md5 and recorded.lower() != product.md5.lower():
+        log.warning(
+            "%s: the catalogue's checksum changed since it was downloaded; keeping the "
+            "existing folder (overwrite=true replaces it)",
+            product.name,
+        )
+    elif entry.get("status") != COMPLETE:
+        manifest.record(product, COMPLETE)
 
 
 def _reusable_archive(archive: Path, product: Product) -> bool:
