@@ -87,7 +87,7 @@ class FakeProduct:
             "Id": self.id,
             "Name": self.name,
             "ContentType": "application/octet-stream",
-            "ContentLength": len(self.data),
+            "ContentLength": len(self.data) + (100 if "wrong_size" in self.faults else 0),
             "OriginDate": self.sensing.isoformat() + "Z",
             "Online": True,
             "ContentDate": {
@@ -139,6 +139,7 @@ class FakeCdse:
         self.retry_after = "0.3"
         self.next_link_key = "@odata.nextLink"
         self.fired: set[tuple[str, str]] = set()  # (product id, fault) already injected once
+        self.throttle_search = 0  # answer this many searches with 429 first
         self.download_delay = 0.0  # seconds each file transfer takes (to see concurrency)
         self.active = 0
         self.max_active = 0
@@ -302,6 +303,9 @@ def _make_handler(state: FakeCdse) -> type[BaseHTTPRequestHandler]:
 
         # --- catalogue ---
         def _search(self, query: dict) -> None:
+            if state.throttle_search:
+                state.throttle_search -= 1
+                return self._json(429, {"detail": "slow down"}, {"Retry-After": state.retry_after})
             flt = query.get("$filter", [""])[0]
             top = int(query.get("$top", ["20"])[0])
             skip = int(query.get("$skip", ["0"])[0])

@@ -133,6 +133,25 @@ def test_retry_after_is_honoured(cdse, tmp_path, events_file, cdse_env, fault, s
     assert hits[1].time - hits[0].time >= 0.29
 
 
+def test_search_429_is_retried_after_the_asked_delay(cdse, tmp_path, events_file, cdse_env):
+    cdse.sentinel("a", "20200412")
+    cdse.throttle_search = 1
+    result = run(cdse, tmp_path, events_file)
+    assert result.written == 1
+    searches = [r for r in cdse.requests if r.path.startswith("/odata/v1/Products")]
+    assert [r.status for r in searches] == [429, 200]
+    assert searches[1].time - searches[0].time >= 0.29
+
+
+def test_catalogue_size_that_differs_from_the_file_still_verifies(
+    cdse, tmp_path, events_file, cdse_env
+):
+    product = cdse.sentinel("odd", "20200412", faults={"wrong_size"})
+    result = run(cdse, tmp_path, events_file)
+    assert (result.written, result.failed) == (1, [])
+    assert (scenes(tmp_path) / "sentinel" / product.name / "manifest.safe").is_file()
+
+
 def test_expired_token_is_refreshed_and_the_download_retried(cdse, tmp_path, events_file, cdse_env):
     cdse.sentinel("x", "20200412", faults={"revoke"})
     result = run(cdse, tmp_path, events_file)
@@ -216,6 +235,17 @@ def test_rerun_skips_complete_and_resumes_partial(cdse, tmp_path, events_file, c
     assert leftovers(scenes(tmp_path)) == []
 
 
+def test_folder_without_manifest_is_adopted(cdse, tmp_path, events_file, cdse_env):
+    cdse.sentinel("p", "20200412")
+    run(cdse, tmp_path, events_file)
+    (scenes(tmp_path) / "manifest.json").unlink()
+    before = len(cdse.requests)
+    result = run(cdse, tmp_path, events_file)
+    assert (result.written, result.skipped) == (0, 1)
+    assert not [r for r in cdse.requests[before:] if "$value" in r.path]
+    assert [e["status"] for e in read_manifest(scenes(tmp_path))] == ["complete"]
+
+
 def test_overwrite_fetches_again(cdse, tmp_path, events_file, cdse_env):
     product = cdse.sentinel("p", "20200412")
     run(cdse, tmp_path, events_file)
@@ -226,11 +256,23 @@ def test_overwrite_fetches_again(cdse, tmp_path, events_file, cdse_env):
     assert (scenes(tmp_path) / "sentinel" / product.name / "manifest.safe").is_file()
 
 
+def test_keep_archives_puts_them_apart(cdse, tmp_path, events_file, cdse_env):
+    s2 = cdse.sentinel("s", "20200412")
+    l8 = cdse.landsat("l", "20200420")
+    run(cdse, tmp_path, events_file, ("event_ids=[9844]", "satellite=both"), keep_archives=True)
+    root = scenes(tmp_path)
+    assert sorted(p.name for p in (root / "sentinel").iterdir()) == [s2.name]
+    assert sorted(p.name for p in (root / "landsat").iterdir()) == [l8.name]
+    stem = s2.name.removesuffix(".SAFE")
+    assert (root / "archives" / "sentinel" / f"{stem}.zip").read_bytes() == s2.data
+    assert (root / "archives" / "landsat" / f"{l8.name}.tar").read_bytes() == l8.data
+
+
 def test_at_most_workers_downloads_at_once(cdse, tmp_path, events_file, cdse_env):
     for i in range(6):
         cdse.sentinel(f"w{i}", f"202004{10 + i:02d}")
     cdse.download_delay = 0.15
-    result = run(cdse, tmp_path, events_file, workers=2)
+    result = run(cdse, tmp_path, events_file, workers=2, progress=True)  # bars on, one per worker
     assert result.written == 6
     assert cdse.max_active == 2
 

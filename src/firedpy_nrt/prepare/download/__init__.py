@@ -5,6 +5,7 @@ Layout (read by the dNBR stage)::
     <paths.data_dir>/scenes/<fire id>/manifest.json
     <paths.data_dir>/scenes/<fire id>/sentinel/<name>.SAFE/
     <paths.data_dir>/scenes/<fire id>/landsat/<product id>/
+    <paths.data_dir>/scenes/<fire id>/archives/<satellite>/<name>.zip|.tar  (keep_archives=true)
 
 Searches run one after another (a failure there stops the stage with one line); downloads run
 ``download.workers`` at a time, and a product that fails is recorded in the manifest and the
@@ -170,12 +171,9 @@ def download_events(
                 )
             for product in products:
                 folder = event_dir / satellite / product.folder_name
-                if not overwrite and manifest.is_complete(product):
-                    result.skipped += 1
-                    continue
                 if not overwrite and folder.is_dir():
                     # Folders appear only by a rename after a full extraction, so it is whole.
-                    manifest.record(product, COMPLETE)
+                    _keep_existing(manifest, product)
                     result.skipped += 1
                     continue
                 jobs.append(_Job(event, product, provider, manifest, folder))
@@ -189,7 +187,12 @@ def download_events(
         futures = {pool.submit(_run_job, job, dl, overwrite, cancelled): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
-            error = future.result()
+            try:
+                error = future.result()
+            except Exception as exc:  # a bug in one job must not hide the others' results
+                log.exception("%s: unexpected error", job.product.label(job.event.id))
+                error = f"unexpected {type(exc).__name__}: {exc}"
+                job.manifest.record(job.product, FAILED, error)
             with lock:
                 if error is None:
                     result.written += 1
@@ -198,13 +201,28 @@ def download_events(
     return result
 
 
+def _keep_existing(manifest: Manifest, product: Product) -> None:
+    """A product folder is already there: record it complete, unless the catalogue's checksum
+    changed since (a reprocessed product), which only ``overwrite=true`` replaces."""
+    entry = manifest.entry(product) or {}
+    recorded = (entry.get("checksum") or {}).get("value")
+    if recorded and product.md5 and recorded.lower() != product.md5.lower():
+        log.warning(
+            "%s: the catalogue's checksum changed since it was downloaded; keeping the "
+            "existing folder (overwrite=true replaces it)",
+            product.name,
+        )
+    elif entry.get("status") != COMPLETE:
+        manifest.record(product, COMPLETE)
+
+
 def _reusable_archive(archive: Path, product: Product) -> bool:
     """An archive left by a run that stopped before extracting, still matching its checksum."""
     if not archive.is_file():
         return False
-    if product.size is not None and archive.stat().st_size != product.size:
-        return False
-    return not product.md5 or file_md5(archive) == product.md5.lower()
+    if product.md5:
+        return file_md5(archive) == product.md5.lower()
+    return product.size is not None and archive.stat().st_size == product.size
 
 
 def _run_job(
@@ -227,8 +245,11 @@ def _run_job(
             job.provider.download(product, archive)
         extract(archive, job.folder, overwrite=overwrite)
         if dl.keep_archives:
-            kept = archive.with_suffix(f".{archive_kind(archive)}")
-            archive.replace(kept)
+            # Kept apart from the product folders, so a reader of sentinel/ and landsat/ sees
+            # each product once.
+            kept_dir = job.folder.parent.parent / "archives" / product.satellite
+            kept_dir.mkdir(parents=True, exist_ok=True)
+            archive.replace(kept_dir / f"{archive.stem}.{archive_kind(archive)}")
         else:
             archive.unlink()
     except CredentialsError as exc:

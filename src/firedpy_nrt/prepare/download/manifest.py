@@ -54,16 +54,6 @@ class Manifest:
                     return dict(item)
         return None
 
-    def is_complete(self, product: Product) -> bool:
-        """The manifest says complete, with this checksum, and the folder is there."""
-        item = self.entry(product)
-        if not item or item.get("status") != COMPLETE:
-            return False
-        recorded = (item.get("checksum") or {}).get("value")
-        if product.md5 and recorded and recorded.lower() != product.md5.lower():
-            return False
-        return (self.dir / item.get("path", "")).is_dir()
-
     def record(self, product: Product, status: str, error: str | None = None) -> None:
         entry: dict[str, Any] = {
             "satellite": product.satellite,

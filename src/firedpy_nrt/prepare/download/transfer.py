@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,17 @@ def download(
                 part.unlink()
                 offset = 0
             if size is None or offset < size:
-                _fetch_once(session, url, part, offset, size, auth, settings, label)
+                served = _fetch_once(session, url, part, offset, size, auth, settings, label)
+                if served is not None and served != size:
+                    # The catalogue's size is a hint; the MD5 is what proves the file.
+                    if size is not None:
+                        log.warning(
+                            "%s: the server sends %d bytes, the catalogue said %d",
+                            label,
+                            served,
+                            size,
+                        )
+                    size = served
             _verify(part, size, md5)
             os.replace(part, dest)
             return
@@ -184,6 +195,12 @@ def _open(
     raise _TryAgain(f"more than {MAX_REDIRECTS} redirects from {_host(url)}")
 
 
+def _bar_slot() -> int:
+    """A line per download worker, so concurrent progress bars do not overwrite each other."""
+    match = re.search(r"_(\d+)$", threading.current_thread().name)
+    return int(match.group(1)) if match else 0
+
+
 def _stream(response: requests.Response, size: int) -> Iterator[bytes]:
     """The body as it arrives: ``read1`` hands over what came before a drop, where
     ``iter_content`` would lose the last partial chunk."""
@@ -213,7 +230,8 @@ def _fetch_once(
     auth: Authenticator,
     settings: TransferSettings,
     label: str,
-) -> None:
+) -> int | None:
+    """One GET from ``offset``; return the file's full size as the server states it."""
     response, sent, where = _open(session, url, offset, auth, settings)
     with response:
         status = response.status_code
@@ -229,17 +247,20 @@ def _fetch_once(
         if status not in (200, 206):
             raise DownloadError(f"{label}: HTTP {status} from {_bare(where)}")
         mode = "ab"
+        served: int | None = None
+        length = response.headers.get("Content-Length", "")
         if status == 206:
             match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != offset:
                 part.unlink(missing_ok=True)
                 raise _TryAgain("the server resumed at the wrong byte", counts=False)
-        elif offset:
-            log.info("%s: the server ignored the Range request; starting again", label)
-            offset, mode = 0, "wb"
-        total = size
-        if total is None and response.headers.get("Content-Length", "").isdigit():
-            total = offset + int(response.headers["Content-Length"])
+            served = int(match.group(3)) if match.group(3).isdigit() else None
+        else:
+            if offset:
+                log.info("%s: the server ignored the Range request; starting again", label)
+                offset, mode = 0, "wb"
+            served = int(length) if length.isdigit() else None
+        total = served if served is not None else size
         received = 0
         with (
             open(part, mode) as handle,
@@ -252,6 +273,7 @@ def _fetch_once(
                 desc=label[-60:],
                 disable=not settings.progress,
                 leave=False,
+                position=_bar_slot(),
             ) as bar,
         ):
             try:
@@ -265,3 +287,4 @@ def _fetch_once(
                     f"connection dropped at byte {offset + received} ({describe_error(exc)})",
                     counts=received == 0,
                 ) from None
+        return served
