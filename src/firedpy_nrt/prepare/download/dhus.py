@@ -22,7 +22,7 @@ from firedpy_nrt.prepare.download.cdse import search_outline
 from firedpy_nrt.prepare.download.credentials import SECRETS, Credentials, scrub
 from firedpy_nrt.prepare.download.product import Product
 from firedpy_nrt.prepare.download.retry import describe_error
-from firedpy_nrt.prepare.download.transfer import TransferSettings, download
+from firedpy_nrt.prepare.download.transfer import TransferSettings, download_product
 from firedpy_nrt.prepare.events import FireEvent
 
 log = logging.getLogger(__name__)
@@ -132,16 +132,10 @@ class DhusProvider:
         return products
 
     def download(self, product: Product, dest: Path) -> None:
-        if not product.online:
-            raise DownloadError(f"{product.name}: the product is offline (long-term archive)")
-        with requests.Session() as session:
-            download(
-                session,
-                product.url,
-                dest,
-                auth=self.auth,
-                size=product.size,
-                md5=product.md5,
-                settings=self.settings,
-                label=product.name,
-            )
+        download_product(
+            product,
+            dest,
+            auth=self.auth,
+            settings=self.settings,
+            offline_reason="long-term archive",
+        )

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from firedpy_nrt.errors import CredentialsError, DownloadError
 from firedpy_nrt.prepare.download.credentials import scrub
+from firedpy_nrt.prepare.download.product import Product
 from firedpy_nrt.prepare.download.retry import (
     CONNECTION_ERRORS,
     TRANSIENT_STATUS,
@@ -288,3 +289,27 @@ def _fetch_once(
                     counts=received == 0,
                 ) from None
         return served
+
+
+def download_product(
+    product: Product,
+    dest: Path,
+    *,
+    auth: Authenticator | None,
+    settings: TransferSettings | None,
+    offline_reason: str,
+) -> None:
+    """Fetch one catalogue product into ``dest`` (size and MD5 from the catalogue), if online."""
+    if not product.online:
+        raise DownloadError(f"{product.name}: the product is offline ({offline_reason})")
+    with requests.Session() as session:
+        download(
+            session,
+            product.url,
+            dest,
+            auth=auth,
+            size=product.size,
+            md5=product.md5,
+            settings=settings,
+            label=product.name,
+        )
