@@ -21,22 +21,10 @@ from rasterio.warp import transform as warp_points
 from rasterio.warp import transform_bounds
 
 from firedpy_nrt.data.layers import binary_product_name, coh_change_name, lum_change_name
+from firedpy_nrt.data.match_csv import COLUMNS
 
 REF_CRS = "EPSG:32612"
 OTHER_CRS = "EPSG:32613"
-COLUMNS = (
-    "fire_id",
-    "lum_change",
-    "coh_change",
-    "dnbr",
-    "binary_product",
-    "lum_date_pre",
-    "lum_date_post",
-    "dnbr_sensor",
-    "dnbr_date_pre",
-    "dnbr_date_post",
-    "dnbr_gap_days",
-)
 
 
 def write_tif(path: Path, array: np.ndarray, crs: str | None, transform, nodata=None) -> Path:

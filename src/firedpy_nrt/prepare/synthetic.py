@@ -45,6 +45,7 @@ from shapely.ops import transform as shapely_transform
 from shapely.ops import unary_union
 from tqdm import tqdm
 
+from firedpy_nrt.atomic import replace_dir
 from firedpy_nrt.config import validate
 from firedpy_nrt.config.prepare import SyntheticConfig
 from firedpy_nrt.data.layers import (
@@ -671,15 +672,7 @@ def run_stage(cfg: DictConfig) -> StageResult:
     summaries = generate(scfg, tmp)
     manifest = {"settings": _settings(scfg), "fires": [asdict(s) for s in summaries]}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    if out.exists():
-        old = out.with_name(".synthetic.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+    replace_dir(tmp, out)
     n_files = sum(len(s.files) for s in summaries)
     log.info(
         "synthetic: wrote %d fires (%d rasters) and %s under %s",

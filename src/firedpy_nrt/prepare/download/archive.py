@@ -15,6 +15,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from firedpy_nrt.atomic import replace_dir
 from firedpy_nrt.errors import DownloadError
 
 log = logging.getLogger(__name__)
@@ -120,15 +121,7 @@ def extract(archive: Path, target: Path, overwrite: bool = False) -> Path:
             if staged.exists():
                 shutil.rmtree(staged)
             os.replace(root, staged)
-        if target.exists():
-            old = target.parent / f".{target.name}.old"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-            os.replace(staged, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(staged, target)
+        replace_dir(staged, target)
     finally:
         for leftover in (tmp, staged):
             if leftover.exists():
