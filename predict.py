@@ -12,12 +12,15 @@ from omegaconf import DictConfig
 
 from firedpy_nrt.cli import check_overrides, run_entry
 from firedpy_nrt.config.predict import PredictConfig
-from firedpy_nrt.predict.run import run
+from firedpy_nrt.config.store import register_schemas
+from firedpy_nrt.predict.run import predict
+
+register_schemas()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    run_entry(run, cfg, PredictConfig)
+    run_entry(predict, cfg, PredictConfig)
 
 
 if __name__ == "__main__":

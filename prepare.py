@@ -12,7 +12,10 @@ from omegaconf import DictConfig
 
 from firedpy_nrt.cli import check_overrides, exit_with, run_entry
 from firedpy_nrt.config.prepare import PrepareConfig
+from firedpy_nrt.config.store import register_schemas
 from firedpy_nrt.prepare.pipeline import run
+
+register_schemas()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="prepare")

@@ -13,11 +13,14 @@ import hydra
 from omegaconf import DictConfig
 
 from firedpy_nrt.cli import check_overrides, run_entry
+from firedpy_nrt.config.store import register_schemas
 from firedpy_nrt.config.train import TrainConfig
-from firedpy_nrt.run_dir import register_resolvers
-from firedpy_nrt.training import train
+from firedpy_nrt.train.run import train
+from firedpy_nrt.train.runs import register_resolvers
 
-# hydra.run.dir uses ${firedpy_run_dir:...}: it must exist before @hydra.main composes.
+# conf/train.yaml starts from the registered schema, and hydra.run.dir uses ${firedpy_run_dir:...}:
+# both must exist before @hydra.main composes.
+register_schemas()
 register_resolvers()
 
 

@@ -191,12 +191,13 @@ def compare_reads(scenes: Path, block: int) -> None:
     from rasterio.vrt import WarpedVRT
 
     from firedpy_nrt.config.dnbr import Sentinel2Config
-    from firedpy_nrt.prepare.dnbr.grid import Grid, GridReader
+    from firedpy_nrt.prepare.dnbr.grid import GridReader
     from firedpy_nrt.prepare.dnbr.sentinel2 import read_product
+    from firedpy_nrt.raster_grid import RasterGrid
 
     scene = read_product(scenes / "2282" / "sentinel" / POST, Sentinel2Config(nir_band="B08"))
     with rasterio.open(scene.band("nir").path) as ds:
-        grid = Grid.of(ds)
+        grid = RasterGrid.of(ds)
     print(f"\n20 m -> 10 m reads, {block} px windows: lattice reader vs WarpedVRT")
     with rasterio.Env(GDAL_CACHEMAX=256):
         for name, path, how, nodata in (

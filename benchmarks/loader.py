@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from firedpy_nrt.data.chips import ChipSettings, ensure_chip_cache
 from firedpy_nrt.data.datamodule import ChipDataset
 from firedpy_nrt.data.match_csv import read_match_csv
-from firedpy_nrt.data.raster import open_row, row_context
+from firedpy_nrt.data.raster import AlignedRow, row_context
 
 COLUMNS = ("fire_id", "lum_change", "coh_change", "dnbr", "binary_product")
 
@@ -150,7 +150,7 @@ def main() -> None:
             for j in range(n):
                 index, r0, c0 = (int(v) for v in cache.windows[j])
                 rec = rows[index]
-                with open_row(rec, row_context(csv_path, index, rec["fire_id"])) as row:
+                with AlignedRow(rec, row_context(csv_path, index, rec["fire_id"])) as row:
                     image, label = row.read((r0, c0, s, s))
                 seen += 1
                 if j == 0:
@@ -161,7 +161,7 @@ def main() -> None:
         # Kinder baseline: every row's rasters opened once (as an LRU of open files would), so
         # only the windowed warp is paid per chip.
         opened = {
-            i: open_row(r, row_context(csv_path, i, r["fire_id"]))
+            i: AlignedRow(r, row_context(csv_path, i, r["fire_id"]))
             for i, r in enumerate(rows)
             if r["binary_product"]
         }

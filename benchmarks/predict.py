@@ -134,13 +134,13 @@ def run_ours(csv: Path, ckpt: Path, out: Path, args: argparse.Namespace) -> None
 def run_baseline(csv: Path, ckpt: Path, out: Path, args: argparse.Namespace) -> None:
     """Non-overlapping tiles, in a loop, into a whole-scene array; one GeoTIFF at the end."""
     from firedpy_nrt.data.match_csv import read_match_csv
-    from firedpy_nrt.data.raster import open_row
+    from firedpy_nrt.data.raster import AlignedRow
 
     device = torch.device("cuda" if args.accelerator in ("gpu", "cuda") else "cpu")
     model = TinyNet.load_from_checkpoint(ckpt, map_location=device).eval()
     row = read_match_csv(csv).iloc[0].to_dict()
     t = args.tile_size
-    with open_row(row) as reader, torch.no_grad():
+    with AlignedRow(row) as reader, torch.no_grad():
         prob = np.full((reader.height, reader.width), np.nan, dtype=np.float32)
         for y0 in range(0, reader.height, t):
             for x0 in range(0, reader.width, t):

@@ -3,7 +3,7 @@
     PYTHONPATH=src python prepare.py source=synthetic paths.data_dir=data
     PYTHONPATH=src python benchmarks/synthetic_separability.py data/synthetic/match.csv
 
-Reads every match row through ``data.raster.open_row`` (the grid of the luminance change), splits
+Reads every match row through ``data.raster.AlignedRow`` (the grid of the luminance change), splits
 the fires 5:3 by id, and scores on the held-out fires (IoU of the burned class, label nodata
 ignored): the dNBR >= 0.1 threshold (NaN under clouds counts as unburned, as a threshold map
 has it), the luminance change alone (box-smoothed, threshold fitted on the training fires), and a
@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from firedpy_nrt.data.match_csv import read_match_csv  # noqa: E402
-from firedpy_nrt.data.raster import open_row  # noqa: E402
+from firedpy_nrt.data.raster import AlignedRow  # noqa: E402
 
 
 def box_mean(a: np.ndarray, r: int) -> np.ndarray:
@@ -97,7 +97,7 @@ def main() -> None:
     rows = read_match_csv(args.match_csv).to_dict("records")
     data = []
     for row in rows:
-        with open_row(row) as r:
+        with AlignedRow(row) as r:
             image, label = r.read()
         data.append((row["fire_id"], image, label, features(image), label.ravel() != 255))
     fires = sorted({d[0] for d in data}, key=int)

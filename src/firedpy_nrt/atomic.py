@@ -1,10 +1,103 @@
-"""Outputs appear whole or not at all: finished under a temporary name, then renamed into place."""
+"""Outputs appear whole or not at all: finished under a temporary name, then renamed into place.
+
+Every file or folder the project writes goes through here: :func:`temporary` gives a name beside
+the final one that is unique to the process (two runs writing into one folder never share it),
+:func:`output_file` yields it and renames it into place only when the block finishes, and
+:func:`replace_dir` swaps a finished folder in.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+
+def _host() -> str:
+    return socket.gethostname().replace("-", "_").replace(".", "_") or "host"
+
+
+def temporary(path: str | os.PathLike[str], suffix: str = "") -> Path:
+    """A name beside ``path``, unique to this host, process and call, for writing it (a file or a
+    folder) before it is done: ``.<name>.<host>-<pid>-<random><suffix>.tmp``.
+
+    It starts with ``.`` and ends in ``.tmp`` so no pattern that looks for finished files
+    (``*.tif``, ``*.csv``) takes it.
+    """
+    path = Path(path)
+    token = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return path.with_name(f".{path.name}.{token}{suffix}.tmp")
+
+
+def remove_abandoned(path: Path) -> None:
+    """Delete temporary folders for ``path`` left by processes of this host that are gone
+    (killed runs); those of live processes and other hosts are left alone."""
+    prefix = f".{path.name}.{_host()}-"
+    for tmp in path.parent.glob(f"{glob_escape(prefix)}*.tmp"):
+        try:
+            pid = int(tmp.name[len(prefix) :].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                remove(tmp)
+        except (ValueError, PermissionError, OSError):
+            continue  # not ours to judge: another user's live process, or an odd name
+
+
+def staging_dir(target: Path) -> Path:
+    """A new, empty temporary folder beside ``target`` to build it in (see :func:`replace_dir`);
+    abandoned ones of killed runs on this host are removed first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(target)
+    tmp = temporary(target)
+    tmp.mkdir()
+    return tmp
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob's special characters made literal."""
+    import glob
+
+    return glob.escape(text)
+
+
+def remove(path: Path) -> None:
+    """Delete a temporary file if it is there."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def publish(tmp: Path, path: Path) -> Path:
+    """Rename the finished temporary file ``tmp`` onto ``path``."""
+    os.replace(tmp, path)
+    return path
+
+
+@contextlib.contextmanager
+def output_file(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary name for ``path``; rename it onto ``path`` when the block ends without an
+    error, delete it when it fails. The parent folder is created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary(path, suffix)
+    try:
+        yield tmp
+        publish(tmp, path)
+    finally:
+        remove(tmp)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    with output_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def replace_dir(staged: Path, target: Path) -> None:

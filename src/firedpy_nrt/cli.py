@@ -1,4 +1,5 @@
-"""What the thin entry points share: config validation and one-line error reporting."""
+"""What the thin entry points share: the config schemas, validating the config once, and
+one-line error reporting."""
 
 from __future__ import annotations
 
@@ -10,17 +11,18 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig
 
 from firedpy_nrt.config import validate
+from firedpy_nrt.config.store import register_schemas
 from firedpy_nrt.errors import FiredpyError
 
 log = logging.getLogger("firedpy_nrt")
 T = TypeVar("T")
 
 
-def run_entry(fn: Callable[[DictConfig], T], cfg: DictConfig, schema: type) -> T:
-    """Validate ``cfg`` against ``schema``, call ``fn``; a FiredpyError becomes one line and an exit code."""
+def run_entry(fn: Callable[[Any], T], cfg: DictConfig, schema: type) -> T:
+    """Validate ``cfg`` into the dataclass ``schema`` (the one validation of a run) and call ``fn``
+    with it; a FiredpyError becomes one line and an exit code."""
     try:
-        validate(cfg, schema)
-        return fn(cfg)
+        return fn(validate(cfg, schema))
     except FiredpyError as exc:
         # One line on stderr; Hydra's console log would repeat it, so it goes to the log file only.
         log.debug("%s: %s", type(exc).__name__, exc)
@@ -82,6 +84,7 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = 
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    register_schemas()
     args = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in sys.argv):
         return
@@ -106,15 +109,32 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = 
                 compose(config_name=config_name, overrides=plain)
             except (HydraException, OmegaConfBaseException) as exc:
                 msg = _one_line(exc)
-                key = next((o.key_or_group for o in parsed if f"'{o.key_or_group}'" in msg), None)
-                hint = ""
-                if key and "not in struct" in msg:
+                key = next(
+                    (
+                        o.key_or_group
+                        for o in parsed
+                        if f"'{o.key_or_group}'" in msg or f"override {o.input_line}" in msg
+                    ),
+                    None,
+                )
+                if key and ("not in struct" in msg or "' not in '" in msg):
                     base = compose(config_name=config_name, overrides=[])
-                    hint = _suggest(base, key)
-                    msg = f"config key '{key}' does not exist{hint}"
+                    msg = f"config key '{key}' does not exist{_suggest(base, key)}"
+                elif key:
+                    msg = f"config key '{key}': {_reason(msg)}"
                 _fail(msg)
     finally:
         GlobalHydra.instance().clear()
+
+
+def _reason(msg: str) -> str:
+    """The part of a folded Hydra/OmegaConf message that says what is wrong with the value."""
+    parts = [
+        p
+        for p in msg.split("; ")
+        if not p.startswith(("Error merging override", "reference_type=", "Could not override"))
+    ]
+    return "; ".join(parts) or msg
 
 
 def _fail(message: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from firedpy_nrt.data import raster as raster_mod
 from firedpy_nrt.data.chips import ChipSettings, cache_path, chip_offsets, ensure_chip_cache
-from firedpy_nrt.data.raster import IGNORE, open_row
+from firedpy_nrt.data.raster import IGNORE, AlignedRow
 from firedpy_nrt.errors import DataError
 
 S16 = ChipSettings(chip_size=16, stride=16, min_valid_fraction=0.1)
@@ -42,7 +42,7 @@ def test_cache_chips_equal_aligned_reads(fires_csv, tmp_path):
     rows = {f.fire_id: f.row for f in fires}
     for i in range(0, n, 5):
         idx, r0, c0 = (int(v) for v in cache.windows[i])
-        with open_row(rows[str(cache.fire_ids[i])]) as r:
+        with AlignedRow(rows[str(cache.fire_ids[i])]) as r:
             image, label = r.read((r0, c0, 16, 16))
         np.testing.assert_array_equal(cache.images[i], image)
         np.testing.assert_array_equal(cache.labels[i], label)
@@ -83,7 +83,7 @@ def test_raster_smaller_than_a_chip_is_padded(geo, tmp_path):
     img, lab = cache.images[0], cache.labels[0]
     assert np.isnan(img[:, 10:, :]).all() and np.isnan(img[:, :, 10:]).all()
     assert (lab[10:] == IGNORE).all() and (lab[:, 10:] == IGNORE).all()
-    with open_row(f.row) as r:
+    with AlignedRow(f.row) as r:
         image, label = r.read()
     np.testing.assert_array_equal(img[:, :10, :10], image)
     np.testing.assert_array_equal(lab[:10, :10], label)
@@ -220,9 +220,9 @@ def test_abandoned_temporary_build_is_cleaned(fires_csv, tmp_path):
         text=True,
         check=True,
     ).stdout.strip()
-    host = socket.gethostname().replace("-", "_") or "host"
-    stale = path.with_name(f"{path.name}.tmp-{host}-{dead}-deadbeef")
-    live = path.with_name(f"{path.name}.tmp-{host}-{os.getpid()}-cafecafe")
+    host = socket.gethostname().replace("-", "_").replace(".", "_") or "host"
+    stale = path.with_name(f".{path.name}.{host}-{dead}-deadbeef.tmp")
+    live = path.with_name(f".{path.name}.{host}-{os.getpid()}-cafecafe.tmp")
     stale.mkdir(parents=True)
     live.mkdir()
     ensure_chip_cache(csv, tmp_path / "c", S16, progress=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,10 +18,23 @@ from firedpy_nrt.data.transforms import BatchAugment
 from firedpy_nrt.errors import ConfigError, DataError
 
 
+def data_config(csv, **kw) -> DataConfig:
+    """The ``data`` group as the entry point validates it, from keyword values."""
+    from omegaconf import OmegaConf
+
+    from firedpy_nrt.config import validate
+
+    node = {"match_csv": str(csv), **{k: str(v) if isinstance(v, Path) else v for k, v in kw.items()}}
+    try:
+        return validate(OmegaConf.create(node), DataConfig)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("config key '", "config key 'data.", 1)) from None
+
+
 def _dm(csv, tmp_path, **kw) -> FireDataModule:
-    args = dict(chip_size=16, stride=16, cache_dir=tmp_path / "cache", batch_size=4, progress=False)
+    args = dict(chip_size=16, stride=16, cache_dir=tmp_path / "cache", batch_size=4)
     args.update(kw)
-    return FireDataModule(csv, **args)
+    return FireDataModule(data_config(csv, **args), progress=False)
 
 
 @pytest.mark.parametrize("n", [3, 4, 7, 20])
@@ -168,11 +183,10 @@ def test_lightning_fit_reads_the_cache(fires_csv, tmp_path):
     assert dm.stats is not None and len(dm.stats["mean"]) == 3
 
 
-def test_config_yaml_and_from_config(tmp_path):
+def test_config_yaml_builds_the_datamodule(tmp_path):
     from pathlib import Path
 
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
 
     from firedpy_nrt.config import validate
 
@@ -184,15 +198,13 @@ def test_config_yaml_and_from_config(tmp_path):
         assert isinstance(built.data, DataConfig)
         assert built.data.match_csv == f"{tmp_path}/{csv}"
         assert built.data.cache_dir == f"{tmp_path}/cache"
-        dm = FireDataModule.from_config(cfg.data)
-        assert dm.cfg == built.data
-        made = instantiate(cfg.data)  # what train() does with the group
-        assert isinstance(made, FireDataModule) and made.cfg == built.data
+        dm = FireDataModule(built.data)  # what train() does with the group
+        assert dm.cfg == built.data and dm.channels == ("lum_change", "coh_change", "dnbr")
     with initialize_config_dir(str(conf), version_base="1.3"):
-        bad = compose(overrides=["+data=synthetic", "+paths.data_dir=d", "data.stride=0"])
+        bad = compose(overrides=["+data=synthetic", "+paths.data_dir=d", "+data.stride=0"])
     with pytest.raises(ConfigError, match=r"data\.stride"):
         validate(bad, _Wrapper)
-    dm = FireDataModule.from_config(
+    dm = FireDataModule(
         DataConfig(match_csv="x.csv", chip_size=32, stride=16, augment=AugmentConfig(vflip=False))
     )
     assert dm.cfg.chip_size == 32

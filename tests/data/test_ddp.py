@@ -39,8 +39,10 @@ SCRIPT = textwrap.dedent(
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
-    dm = FireDataModule(sys.argv[1], chip_size=16, stride=16, cache_dir=os.path.join(out, "cache"),
-                        batch_size=2, progress=False, split={"val": ["101"], "test": ["102"]})
+    from firedpy_nrt.config.data import DataConfig, SplitConfig
+    dm = FireDataModule(DataConfig(match_csv=sys.argv[1], chip_size=16, stride=16,
+                                   cache_dir=os.path.join(out, "cache"), batch_size=2,
+                                   split=SplitConfig(val=["101"], test=["102"])), progress=False)
     model = Probe()
     trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1,
                       limit_val_batches=0, logger=False, enable_checkpointing=False,

@@ -9,12 +9,12 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from firedpy_nrt.data.raster import CHANNELS, IGNORE, AlignedRow, open_row, row_context
+from firedpy_nrt.data.raster import CHANNELS, IGNORE, AlignedRow, row_context
 from firedpy_nrt.errors import DataError
 
 
 def test_reference_grid_and_shapes(fire, geo):
-    with open_row(fire.row) as r:
+    with AlignedRow(fire.row) as r:
         assert r.crs.to_string() == geo.REF_CRS
         assert (r.height, r.width) == (fire.size, fire.size)
         assert r.res == (100.0, 100.0)
@@ -26,7 +26,7 @@ def test_reference_grid_and_shapes(fire, geo):
 
 
 def test_dnbr_in_other_zone_and_resolution_lands_on_the_burned_disk(fire, geo):
-    with open_row(fire.row) as r:
+    with AlignedRow(fire.row) as r:
         image, _ = r.read()
         xs, ys = geo.grid_xy(r.transform, r.height, r.width)
     d = np.hypot(xs - fire.centre[0], ys - fire.centre[1])
@@ -43,7 +43,7 @@ def test_dnbr_in_other_zone_and_resolution_lands_on_the_burned_disk(fire, geo):
 
 
 def test_nodata_becomes_nan_and_ignore(fire):
-    with open_row(fire.row) as r:
+    with AlignedRow(fire.row) as r:
         image, label = r.read()
         lum_ds_nodata = rasterio.open(fire.row["lum_change"]).nodata
     assert lum_ds_nodata == -9999.0
@@ -70,7 +70,7 @@ def test_bilinear_never_blends_a_nodata_value(tmp_path, geo):
     f.row["coh_change"] = str(
         geo.write_tif(tmp_path / "coh.tif", coh, geo.REF_CRS, t, nodata=-9999.0)
     )
-    with open_row(f.row) as r:
+    with AlignedRow(f.row) as r:
         image, _ = r.read()
     values = image[1][np.isfinite(image[1])]
     assert np.isnan(image[1]).sum() >= 100  # the hole is there...
@@ -78,7 +78,7 @@ def test_bilinear_never_blends_a_nodata_value(tmp_path, geo):
 
 
 def test_window_past_the_edge_is_padded(fire):
-    with open_row(fire.row) as r:
+    with AlignedRow(fire.row) as r:
         full_img, full_lab = r.read()
         image, label = r.read((fire.size - 10, fire.size - 20, 32, 32))
     assert image.shape == (3, 32, 32)
@@ -90,7 +90,7 @@ def test_window_past_the_edge_is_padded(fire):
 
 def test_row_without_binary_product_has_no_label(tmp_path, geo):
     f = geo.make_fire(tmp_path, "9", label=False)
-    with open_row(f.row) as r:
+    with AlignedRow(f.row) as r:
         assert not r.has_label
         image, label = r.read((0, 0, 8, 8))
     assert label is None and image.shape == (3, 8, 8)
@@ -129,7 +129,7 @@ def test_truncated_raster_fails_on_read(fire, tmp_path, geo):
     fire.row["coh_change"] = str(p)
     with (
         pytest.raises(DataError) as exc,
-        open_row(fire.row, context="c.csv line 9 (fire 2282)") as r,
+        AlignedRow(fire.row, context="c.csv line 9 (fire 2282)") as r,
     ):
         r.read()
     _expect_one_line(exc, str(p), "c.csv line 9")
@@ -171,7 +171,7 @@ def test_outside_a_smaller_label_raster_is_ignore_not_unburned(geo, tmp_path, no
         tmp_path / "half.tif", lab, geo.REF_CRS, from_origin(400_000, 4_000_000, 100, 100), nodata
     )
     f.row["binary_product"] = str(p)
-    with open_row(f.row) as r:
+    with AlignedRow(f.row) as r:
         _, label = r.read()
     assert (label[:, 20:] == IGNORE).all()
     assert (label[10:20, 5:15] == 1).all()
@@ -196,7 +196,7 @@ def test_dnbr_in_geographic_degrees_is_aligned(fire, geo, tmp_path):
     )
     dn = np.where(d <= fire.radius, 0.5, 0.0).astype(np.float32)
     fire.row["dnbr"] = str(geo.write_tif(tmp_path / "deg.tif", dn, "EPSG:4326", t))
-    with open_row(fire.row) as r:
+    with AlignedRow(fire.row) as r:
         image, _ = r.read()
         gx, gy = geo.grid_xy(r.transform, r.height, r.width)
     dist = np.hypot(gx - fire.centre[0], gy - fire.centre[1])

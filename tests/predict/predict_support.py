@@ -113,7 +113,8 @@ def make_scene(
 def save_checkpoint(
     path: Path, module: lightning.LightningModule, splits: dict | None = None
 ) -> Path:
-    """A checkpoint as Lightning writes it (state, hyperparameters, version) plus firedpy_splits."""
+    """A checkpoint as Lightning writes it (state, hyperparameters, version), with the fire split
+    where a training run's datamodule state puts it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = {
         "state_dict": module.state_dict(),
@@ -123,7 +124,7 @@ def save_checkpoint(
         "global_step": 0,
     }
     if splits is not None:
-        ckpt["firedpy_splits"] = splits
+        ckpt["FireDataModule"] = {"splits": splits}
     torch.save(ckpt, path)
     return path
 
@@ -168,12 +169,15 @@ def write_match_csv(path: Path, scenes: list[SceneFiles], fires: list[str] | Non
 
 
 def compose(overrides: list[str]):
-    """``conf/predict.yaml`` composed as ``predict.py`` would, with test overrides."""
+    """``conf/predict.yaml`` composed and validated as ``predict.py`` does, with test overrides."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from firedpy_nrt.config import validate
+    from firedpy_nrt.config.predict import PredictConfig
+
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="predict", overrides=overrides)
+        return validate(hydra_compose(config_name="predict", overrides=overrides), PredictConfig)
 
 
 @pytest.fixture
@@ -205,7 +209,7 @@ def lightning_checkpoint(
     path: Path, module: lightning.LightningModule, splits: dict | None
 ) -> Path:
     """A checkpoint written by ``Trainer.save_checkpoint`` (the module's own hooks run), plus the
-    ``firedpy_splits`` a training run's datamodule would add."""
+    fire split a training run's datamodule state would add."""
     import lightning.pytorch as pl
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,6 +221,6 @@ def lightning_checkpoint(
     trainer.save_checkpoint(path)
     if splits is not None:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        ckpt["firedpy_splits"] = splits
+        ckpt["FireDataModule"] = {"splits": splits}
         torch.save(ckpt, path)
     return path

@@ -1,8 +1,10 @@
-"""ckpt=best|last|PATH and run_dir=PATH resolve to the right file; bad ones name themselves."""
+"""What prediction reads from a checkpoint; bad checkpoints name themselves in one line.
+
+Which file ckpt=best|last|PATH names is tested with the run layout (tests/training/test_runs.py)
+and end to end in test_predict.py."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,7 @@ from predict_standins import ConvModule, LumModule
 from predict_support import save_checkpoint
 
 from firedpy_nrt.errors import ConfigError, DataError
-from firedpy_nrt.predict.checkpoints import (
-    load_module,
-    read_checkpoint_info,
-    resolve_checkpoint,
-)
+from firedpy_nrt.predict.checkpoints import load_module, read_checkpoint_info
 
 
 def _touch(path: Path) -> Path:
@@ -23,37 +21,7 @@ def _touch(path: Path) -> Path:
     return path
 
 
-def test_newest_run_with_the_requested_checkpoint(tmp_path: Path) -> None:
-    logs = tmp_path / "logs"
-    old_best = _touch(logs / "train/runs/2026-01-01_10-00-00/checkpoints/best.ckpt")
-    _touch(logs / "train/runs/2026-01-01_10-00-00/checkpoints/last.ckpt")
-    sweep_best = _touch(logs / "train/multiruns/2026-01-02_09-00-00/10/checkpoints/best.ckpt")
-    _touch(logs / "train/multiruns/2026-01-02_09-00-00/2/checkpoints/best.ckpt")
-    # the newest run crashed before its best checkpoint: best comes from the sweep, last from it
-    new_last = _touch(logs / "train/runs/2026-01-03_08-00-00/checkpoints/last.ckpt")
-    os.utime(old_best, (1e9 * 2, 1e9 * 2))  # mtimes do not decide over run timestamps
-    assert resolve_checkpoint("best", None, logs) == sweep_best
-    assert resolve_checkpoint("last", None, logs) == new_last
-
-
-def test_run_dir_and_path(tmp_path: Path) -> None:
-    run = tmp_path / "logs/train/runs/2026-01-01_10-00-00"
-    best = _touch(run / "checkpoints/best.ckpt")
-    assert resolve_checkpoint("best", str(run), tmp_path / "elsewhere") == best
-    with pytest.raises(DataError, match=r"last\.ckpt not found"):
-        resolve_checkpoint("last", str(run), tmp_path)
-    assert resolve_checkpoint(str(best), None, tmp_path) == best
-    assert (
-        resolve_checkpoint("checkpoints/best.ckpt", str(run), tmp_path)
-        == run / "checkpoints/best.ckpt"
-    )
-
-
-def test_unknown_checkpoints_are_one_line_errors(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="checkpoint best: no training run under .*best.ckpt"):
-        resolve_checkpoint("best", None, tmp_path / "logs")
-    with pytest.raises(DataError, match=r"checkpoint nope\.ckpt not found"):
-        resolve_checkpoint("nope.ckpt", None, tmp_path)
+def test_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
     bad = _touch(tmp_path / "corrupt.ckpt")
     with pytest.raises(DataError, match=r"corrupt\.ckpt cannot be read") as err:
         read_checkpoint_info(bad)
@@ -75,16 +43,3 @@ def test_info_and_load(tmp_path: Path) -> None:
     other = save_checkpoint(tmp_path / "c.ckpt", ConvModule())
     with pytest.raises(DataError, match=r"c\.ckpt does not load into predict_standins\.LumModule"):
         load_module(other, "predict_standins.LumModule")
-
-
-def test_match_csv_defaults_to_the_training_runs(tmp_path: Path) -> None:
-    from firedpy_nrt.predict.checkpoints import training_match_csv
-
-    run = tmp_path / "logs/train/runs/2026-01-01_10-00-00"
-    best = _touch(run / "checkpoints/best.ckpt")
-    assert training_match_csv(best) is None
-    (run / ".hydra").mkdir()
-    (run / ".hydra/config.yaml").write_text(
-        "paths:\n  data_dir: /d\ndata:\n  match_csv: ${paths.data_dir}/synthetic/match.csv\n"
-    )
-    assert training_match_csv(best) == Path("/d/synthetic/match.csv")

@@ -34,7 +34,7 @@ def test_unknown_checkpoint(tmp_path, setup, predict_cfg) -> None:
     with pytest.raises(DataError, match=r"checkpoint .*nope\.ckpt not found") as exc:
         predict(predict_cfg(tmp_path / "nope.ckpt", csv_path))
     _one_line(exc)
-    with pytest.raises(DataError, match="no training run under") as exc:
+    with pytest.raises(DataError, match="checkpoint best: no run under") as exc:
         predict(predict_cfg("best", csv_path))
     assert not (tmp_path / "out").exists()
 
@@ -46,7 +46,7 @@ def test_checkpoint_for_other_channels(tmp_path, setup, predict_cfg) -> None:
         DataError, match=r"two\.ckpt does not fit the inputs: they have 3 layers"
     ) as exc:
         predict(predict_cfg(ckpt, csv_path))
-    assert "num_layers is 2" in _one_line(exc)
+    assert "they have 3 layers (lum_change, coh_change, dnbr;" in _one_line(exc)
     assert not (tmp_path / "out").exists()
 
 
@@ -110,7 +110,7 @@ def test_failure_mid_run_leaves_no_partial_files(
 
 
 def test_splits(tmp_path, setup, predict_cfg) -> None:
-    _, csv_path, ckpt = setup  # saved without firedpy_splits
+    _, csv_path, ckpt = setup  # saved without a fire split
     with pytest.raises(ConfigError, match="config key 'split': .* has no 'test' split.*split=all"):
         predict(predict_cfg(ckpt, csv_path, "split=test"))
     other = save_checkpoint(tmp_path / "o.ckpt", LumModule(), {"test": ["777"]})

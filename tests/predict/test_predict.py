@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import time
 from pathlib import Path
 
 import h5py
@@ -163,17 +165,18 @@ def test_peak_memory_does_not_follow_the_scene_height(tmp_path, scene_factory) -
     are held)."""
     import tracemalloc
 
-    from firedpy_nrt.data.raster import open_row
-    from firedpy_nrt.predict.assembly import Scene, SceneAssembler
-    from firedpy_nrt.predict.tiling import BandAccumulator, TileGrid
-    from firedpy_nrt.predict.writers import GridInfo, OutputPaths
+    from firedpy_nrt.data.raster import AlignedRow
+    from firedpy_nrt.predict.assembly import SceneAssembler, ScenePlan
+    from firedpy_nrt.predict.tiling import BandAccumulator, TileLayout
+    from firedpy_nrt.predict.writers import OutputPaths
+    from firedpy_nrt.raster_grid import RasterGrid
 
     def stitch(height: int, run: int) -> int:
         files = scene_factory(height, 120, fire=f"{height}{run}")
-        reader = open_row(files.row(), "test")
-        geo = GridInfo(reader.crs, reader.transform, reader.height, reader.width)
-        tiles = TileGrid.build(height, 120, 64, 16)
-        scene = Scene(
+        reader = AlignedRow(files.row(), "test")
+        geo = RasterGrid(reader.crs, reader.transform, reader.width, reader.height)
+        tiles = TileLayout.build(height, 120, 64, 16)
+        scene = ScenePlan(
             0,
             "1",
             files.row(),
@@ -212,11 +215,14 @@ def test_ckpt_best_takes_the_training_runs_csv_and_test_fires(tmp_path, scene_fa
     logs = tmp_path / "logs"
     run = logs / "train/runs/2026-01-02_10-00-00"
     save_checkpoint(run / "checkpoints/best.ckpt", LumModule(), {"train": ["41"], "test": ["42"]})
-    save_checkpoint(  # an older run: not taken
+    older = save_checkpoint(  # an older run: not taken
         logs / "train/runs/2026-01-01_10-00-00/checkpoints/best.ckpt", LumModule(), {"test": ["41"]}
     )
+    os.utime(older, (1e9, 1e9))
+    # the CSV comes from the run's resolved config.yaml, not Hydra's unresolved copy
     (run / ".hydra").mkdir()
-    (run / ".hydra/config.yaml").write_text(f"data:\n  match_csv: {csv_path}\n")
+    (run / ".hydra/config.yaml").write_text("data:\n  match_csv: ${paths.data_dir}/wrong.csv\n")
+    (run / "config.yaml").write_text(f"data:\n  match_csv: {csv_path}\n")
     cfg = compose(
         [
             "ckpt=best",
@@ -274,3 +280,78 @@ def test_loader_workers_give_the_same_maps(tmp_path, scene_factory, predict_cfg)
         name = f"{s.lum_change.stem}_pred.h5"
         a, b = _read_h5(tmp_path / "0" / name)[0], _read_h5(tmp_path / "2" / name)[0]
         np.testing.assert_array_equal(a, b)
+
+
+# Run folders of every kind a training task writes (firedpy_nrt.train.runs); the newest
+# checkpoint decides, whatever the folder's name sorts as.
+RUN_KINDS = {
+    "timestamp": "runs/2026-03-01_10-00-00",
+    "torchrun": "runs/torchrun-4711",
+    "slurm": "runs/slurm-123-0",
+    "sweep job": "multiruns/2026-02-01_09-00-00/7",
+}
+
+
+def _runs_with_best(logs: Path, newest: str) -> dict[str, Path]:
+    """A best.ckpt in a run of every kind; ``newest``'s written last, the others older."""
+    paths = {}
+    for i, (kind, rel) in enumerate(RUN_KINDS.items()):
+        path = save_checkpoint(logs / "train" / rel / "checkpoints/best.ckpt", LumModule())
+        when = time.time() - (5 if kind == newest else 1000 + 100 * i)
+        os.utime(path, (when, when))
+        paths[kind] = path
+    return paths
+
+
+@pytest.mark.parametrize("newest", list(RUN_KINDS))
+def test_ckpt_best_is_the_newest_whatever_the_run_is_called(tmp_path, scene_factory, newest):
+    from predict_support import compose
+
+    scene = scene_factory(20, 20, fire="7", seed=3)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [scene], ["7"])
+    logs = tmp_path / "logs"
+    paths = _runs_with_best(logs, newest)
+    cfg = compose(
+        [
+            "ckpt=best",
+            f"paths.log_dir={logs}",
+            f"paths.output_dir={tmp_path / 'run'}",
+            f"data.match_csv={csv_path}",
+            "split=all",
+            "module_class=predict_standins.LumModule",
+            "tile_size=32",
+            "overlap=8",
+            "trainer.accelerator=cpu",
+        ]
+    )
+    assert predict(cfg).checkpoint == paths[newest]
+
+
+def test_predict_py_ckpt_best_takes_a_newer_timestamped_run_over_torchrun(tmp_path, scene_factory):
+    """The entry point itself: a torchrun run ("t" sorts after any date) older than a
+    timestamped run; predict.py ckpt=best maps with the timestamped run's checkpoint."""
+    import subprocess
+    import sys
+
+    from predict_support import ROOT
+
+    scene = scene_factory(20, 20, fire="7", seed=3)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [scene], ["7"])
+    logs = tmp_path / "logs"
+    paths = _runs_with_best(logs, "timestamp")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(Path(__file__).parent)]),
+    }
+    res = subprocess.run(
+        [
+            sys.executable, str(ROOT / "predict.py"), "ckpt=best", f"paths.log_dir={logs}",
+            f"data.match_csv={csv_path}", "split=all", "module_class=predict_standins.LumModule",
+            "tile_size=32", "overlap=8", "trainer.accelerator=cpu",
+        ],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    (h5,) = list((logs / "predict/runs").glob("*/predictions/*_pred.h5"))
+    _, _, _, meta = _read_h5(h5)
+    assert meta["checkpoint"] == str(paths["timestamp"].resolve())

@@ -17,10 +17,11 @@ segmentation = pytest.importorskip("firedpy_nrt.models.segmentation")
 RUN = "train/runs/2026-03-01_09-00-00"
 
 
-def _module(in_layers: int = 3):
+def _module(channels: tuple[str, ...] = ("lum_change", "coh_change", "dnbr")):
     torch.manual_seed(0)
+    in_layers = len(channels)
     module = segmentation.SegmentationModule(
-        net={"backbone": "mobilenet_v3_large"}, in_layers=in_layers, threshold=0.45
+        channels=channels, net={"backbone": "mobilenet_v3_large"}, threshold=0.45
     )
     # non-trivial normalisation statistics, as a training run would store
     module.normalize.mean.copy_(torch.tensor([0.5, -0.2, 0.1][:in_layers]))
@@ -56,7 +57,7 @@ def _cfg(tmp_path, *extra: str):
 def test_one_tile_scene_equals_the_models_own_output(tmp_path, scene_factory) -> None:
     """A scene of one tile is not blended: the map is exactly the module's forward on the raw
     aligned image (its checkpoint's normalisation included), on the input's grid."""
-    from firedpy_nrt.data.raster import open_row
+    from firedpy_nrt.data.raster import AlignedRow
 
     s = scene_factory(64, 64, fire="51")
     other = scene_factory(70, 90, fire="52", seed=5)
@@ -68,7 +69,7 @@ def test_one_tile_scene_equals_the_models_own_output(tmp_path, scene_factory) ->
     result = predict(_cfg(tmp_path, f"data.match_csv={csv_path}", "tile_size=64", "overlap=16"))
     assert [sc.fire_id for sc in result.scenes] == ["51"]  # split=test: the held-out fire only
 
-    with open_row(s.row(), "test") as reader:
+    with AlignedRow(s.row(), "test") as reader:
         image, _ = reader.read(Window(0, 0, 64, 64))
     with torch.no_grad():
         expected = torch.sigmoid(module(torch.from_numpy(image)[None]))[0, 0].numpy()
@@ -94,7 +95,12 @@ def test_tiled_scene_and_channel_check(tmp_path, scene_factory) -> None:
     assert prob.shape == (100, 77)
     assert np.isfinite(prob[~np.isnan(s.lum)]).all() and np.isnan(prob[np.isnan(s.lum)]).all()
 
-    lightning_checkpoint(tmp_path / "two.ckpt", _module(in_layers=2), None)
-    with pytest.raises(DataError, match=r"two\.ckpt does not fit the inputs: they have 3 layers"):
+    # a checkpoint trained on other layers is refused by their names, before any tile is read
+    lightning_checkpoint(tmp_path / "two.ckpt", _module(("lum_change", "coh_change")), None)
+    with pytest.raises(
+        DataError,
+        match=r"two\.ckpt was trained on the layers lum_change, coh_change; prediction reads "
+        "lum_change, coh_change, dnbr",
+    ):
         predict(_cfg(tmp_path, f"ckpt={tmp_path / 'two.ckpt'}", f"data.match_csv={csv_path}",
                      "split=all", f"output_dir={tmp_path / 'out2'}"))  # fmt: skip

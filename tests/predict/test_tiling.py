@@ -7,7 +7,7 @@ import pytest
 
 from firedpy_nrt.predict.tiling import (
     BandAccumulator,
-    TileGrid,
+    TileLayout,
     axis_offsets,
     blend_window,
     normalize_rows,
@@ -20,7 +20,7 @@ SIZES = [(1, 1), (7, 300), (63, 64), (64, 64), (65, 129), (200, 77), (257, 190)]
 @pytest.mark.parametrize(("height", "width"), SIZES)
 @pytest.mark.parametrize("overlap", [0, 16, 63])
 def test_tiles_cover_every_pixel_and_stay_inside(height: int, width: int, overlap: int) -> None:
-    grid = TileGrid.build(height, width, tile_size=64, overlap=overlap)
+    grid = TileLayout.build(height, width, tile_size=64, overlap=overlap)
     cover = np.zeros((height, width), dtype=int)
     for win in grid.windows():
         assert win.row_off >= 0 and win.col_off >= 0
@@ -53,7 +53,7 @@ def test_blend_window_positive_and_symmetric(kind: str) -> None:
         assert (w[16:48] == 1.0).all()
 
 
-def _stitch(grid: TileGrid, kind: str, tile_fn) -> np.ndarray:
+def _stitch(grid: TileLayout, kind: str, tile_fn) -> np.ndarray:
     out = np.full((grid.height, grid.width), np.nan, dtype=np.float32)
     rw, cw = weight_sums(grid, kind)
     calls = []
@@ -79,7 +79,7 @@ def _stitch(grid: TileGrid, kind: str, tile_fn) -> np.ndarray:
 @pytest.mark.parametrize(("height", "width"), [(200, 77), (65, 129), (30, 20)])
 @pytest.mark.parametrize("value", [0.3, 0.123456789, 1.0, 0.0])
 def test_constant_model_gives_exactly_constant_map(kind, height, width, value) -> None:
-    grid = TileGrid.build(height, width, tile_size=64, overlap=24)
+    grid = TileLayout.build(height, width, tile_size=64, overlap=24)
     out = _stitch(grid, kind, lambda win: value)
     assert (out == np.float32(value)).all()
 
@@ -89,7 +89,7 @@ def test_position_dependent_map_is_reproduced(kind: str) -> None:
     """A model whose output is a function of the pixel's place is stitched back unchanged."""
     height, width = 150, 101
     truth = np.random.default_rng(0).random((height, width)).astype(np.float32)
-    grid = TileGrid.build(height, width, tile_size=48, overlap=12)
+    grid = TileLayout.build(height, width, tile_size=48, overlap=12)
 
     def tile_fn(win):
         return truth[win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width]
@@ -101,13 +101,13 @@ def test_position_dependent_map_is_reproduced(kind: str) -> None:
 def test_band_memory_does_not_grow_with_height() -> None:
     shapes = []
     for height in (100, 10_000):
-        grid = TileGrid.build(height, 50, tile_size=32, overlap=8)
+        grid = TileLayout.build(height, 50, tile_size=32, overlap=8)
         shapes.append(BandAccumulator(grid, "linear", lambda y, r: None).band_shape)
     assert shapes[0] == shapes[1] == (32, 50)
 
 
 def test_out_of_order_tiles_are_refused() -> None:
-    grid = TileGrid.build(100, 40, tile_size=32, overlap=0)
+    grid = TileLayout.build(100, 40, tile_size=32, overlap=0)
     acc = BandAccumulator(grid, "linear", lambda y, r: None)
     acc.add(len(grid.col_offsets) * 2, np.zeros((32, 32)))
     with pytest.raises(RuntimeError, match="row order"):

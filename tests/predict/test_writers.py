@@ -8,22 +8,23 @@ import h5py
 import numpy as np
 import pytest
 import rasterio
+import rasterio.windows
 from affine import Affine
 from rasterio.crs import CRS
 
 from firedpy_nrt.errors import DataError
 from firedpy_nrt.predict.writers import (
-    COGWriter,
-    GridInfo,
     HDF5Writer,
     OutputPaths,
     Thumbnail,
     check_free,
+    probability_cog,
     write_quicklook,
 )
+from firedpy_nrt.raster_grid import RasterGrid
 
-GRID = GridInfo(
-    CRS.from_epsg(32612), Affine(30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0), 300, 170
+GRID = RasterGrid(
+    CRS.from_epsg(32612), Affine(30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0), 170, 300
 )
 
 
@@ -32,7 +33,7 @@ def _blocks(height: int, step: int):
         yield y0, min(step, height - y0)
 
 
-def _data(grid: GridInfo) -> tuple[np.ndarray, np.ndarray]:
+def _data(grid: RasterGrid) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     prob = rng.random((grid.height, grid.width)).astype(np.float32)
     prob[:5] = np.nan
@@ -47,11 +48,12 @@ def test_hdf5_layout_and_georeference(tmp_path: Path) -> None:
     w = HDF5Writer(
         path, GRID, {"checkpoint": "/a/b.ckpt", "threshold": 0.4, "sources": ["a", None]}
     )
-    assert not path.exists() and (tmp_path / "x_pred.h5.tmp").exists()
+    assert not path.exists() and len(list(tmp_path.glob(".x_pred.h5.*.tmp"))) == 1
     for y0, h in _blocks(GRID.height, 37):
         w.write_rows(y0, prob[y0 : y0 + h], mask[y0 : y0 + h])
-    w.commit()
-    assert not (tmp_path / "x_pred.h5.tmp").exists()
+    w.finish()
+    w.publish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_pred.h5"]
     with h5py.File(path, "r") as f:
         assert f["prediction"].dtype == np.float32 and f["prediction"].shape == (300, 170)
         assert f["mask"].dtype == np.uint8 and f["mask"].shape == (300, 170)
@@ -71,9 +73,9 @@ def test_hdf5_layout_and_georeference(tmp_path: Path) -> None:
 def test_cog_matches_hdf5_and_grid(tmp_path: Path) -> None:
     prob, _ = _data(GRID)
     path = tmp_path / "x_pred.tif"
-    w = COGWriter(path, GRID)
+    w = probability_cog(path, GRID)
     for y0, h in _blocks(GRID.height, 64):
-        w.write_rows(y0, prob[y0 : y0 + h])
+        w.write(prob[y0 : y0 + h], rasterio.windows.Window(0, y0, GRID.width, h))
     w.commit()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x_pred.tif"]
     with rasterio.open(path) as ds:
@@ -87,7 +89,7 @@ def test_cog_matches_hdf5_and_grid(tmp_path: Path) -> None:
 
 def test_abort_leaves_nothing(tmp_path: Path) -> None:
     h5 = HDF5Writer(tmp_path / "a_pred.h5", GRID, {})
-    tif = COGWriter(tmp_path / "a_pred.tif", GRID)
+    tif = probability_cog(tmp_path / "a_pred.tif", GRID)
     h5.abort()
     tif.abort()
     assert list(tmp_path.iterdir()) == []

@@ -14,9 +14,18 @@ import pytest
 from firedpy_nrt.data.layers import SENSORS
 from firedpy_nrt.data.match_csv import read_match_csv
 from firedpy_nrt.errors import ConfigError, DataError
-from firedpy_nrt.prepare.match import match_names, run_stage
+from firedpy_nrt.prepare.match import match_names
+from firedpy_nrt.prepare.match import run_stage as run_validated
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def run_stage(cfg):
+    """What prepare.py does with a composed config: validate it once, then run the stage."""
+    from firedpy_nrt.config import validate
+    from firedpy_nrt.config.prepare import PrepareConfig
+
+    return run_validated(validate(cfg, PrepareConfig))
 
 
 def lum(fire: int, d1: str, d2: str, res: str = "100m") -> str:

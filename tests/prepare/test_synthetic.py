@@ -16,7 +16,8 @@ from rasterio.vrt import WarpedVRT
 from firedpy_nrt.data.layers import SENSORS, parse_layer
 from firedpy_nrt.data.match_csv import read_match_csv
 from firedpy_nrt.errors import ConfigError, DataError
-from firedpy_nrt.prepare.synthetic import LABEL_NODATA, run_stage
+from firedpy_nrt.prepare.synthetic import LABEL_NODATA
+from firedpy_nrt.prepare.synthetic import run_stage as run_validated
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = [
@@ -32,6 +33,14 @@ KIND_OF = {
     "binary_product": "binary_product",
     "dnbr": "dnbr",
 }
+
+
+def run_stage(cfg):
+    """What prepare.py does with a composed config: validate it once, then run the stage."""
+    from firedpy_nrt.config import validate
+    from firedpy_nrt.config.prepare import PrepareConfig
+
+    return run_validated(validate(cfg, PrepareConfig))
 
 
 def prepare(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

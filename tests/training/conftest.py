@@ -47,14 +47,15 @@ def fast(data_dir: Path) -> list[str]:
 
 @pytest.fixture
 def train_cfg(tmp_path: Path, fast: list[str]) -> Callable[..., DictConfig]:
-    """Compose ``conf/train.yaml`` with ``fast`` + ``overrides``; the run dir is ``tmp_path/run``."""
+    """Compose ``conf/train.yaml`` with ``fast`` + ``overrides``; the run folder is
+    ``tmp_path/train/runs/run`` (where the ``train`` task's runs live under ``paths.log_dir``)."""
 
     def make(*overrides: str) -> DictConfig:
         GlobalHydra.instance().clear()
         with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
             cfg = compose("train", overrides=[*fast, f"paths.log_dir={tmp_path}", *overrides])
         with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path / "run")
+            cfg.paths.output_dir = str(tmp_path / "train" / "runs" / "run")
         return cfg
 
     return make

@@ -12,8 +12,13 @@ from runner import run_train
 from firedpy_nrt.config import validate
 from firedpy_nrt.config.train import TrainConfig
 from firedpy_nrt.errors import ConfigError
-from firedpy_nrt.reporting import EPOCH_COLUMNS, TEST_COLUMNS
-from firedpy_nrt.training import train
+from firedpy_nrt.train.report import EPOCH_COLUMNS, TEST_COLUMNS
+from firedpy_nrt.train.run import train as train_validated
+
+
+def train(cfg):
+    """What train.py does with a composed config: validate it once, then train."""
+    return train_validated(validate(cfg, TrainConfig))
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -23,7 +28,6 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_train_writes_the_run_directory_and_returns_best_val_iou(train_cfg) -> None:
     cfg = train_cfg()
-    validate(cfg, TrainConfig)
     value = train(cfg)
     run = Path(cfg.paths.output_dir)
     assert (run / "checkpoints" / "best.ckpt").is_file()
@@ -39,6 +43,14 @@ def test_train_writes_the_run_directory_and_returns_best_val_iou(train_cfg) -> N
     assert tuple(tests[0]) == TEST_COLUMNS
     assert [r["predictor"] for r in tests] == ["model", "dnbr_threshold", "all_burned"]
     assert (run / "config.yaml").is_file() and "${" not in (run / "config.yaml").read_text()
+    # the split is saved once (the datamodule's state), the channels with the model
+    from firedpy_nrt.predict.checkpoints import read_checkpoint_info
+
+    raw = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
+    assert set(raw["FireDataModule"]) == {"splits", "cache"}
+    info = read_checkpoint_info(run / "checkpoints" / "best.ckpt")
+    assert info.splits == raw["FireDataModule"]["splits"] and info.splits["test"]
+    assert info.channels == ["lum_change", "coh_change", "dnbr"]
 
 
 def _optimizer_state(path: Path) -> tuple[int, int, list[torch.Tensor], dict]:
@@ -51,28 +63,29 @@ def _optimizer_state(path: Path) -> tuple[int, int, list[torch.Tensor], dict]:
 def test_resume_continues_epochs_and_matches_an_uninterrupted_run(train_cfg, tmp_path) -> None:
     # Random states travel in the checkpoint: shuffles and dropout masks match after resume.
     det = ["trainer.max_epochs=2", "trainer.num_sanity_val_steps=0"]
+    runs = tmp_path / "train" / "runs"  # the task's runs: ckpt_path=last takes the newest
     full = train_cfg(*det, "test=false")
-    full.paths.output_dir = str(tmp_path / "full")
+    full.paths.output_dir = str(runs / "full")
     train(full)
 
     first = train_cfg(*det, "test=false", "trainer.max_epochs=1")
-    first.paths.output_dir = str(tmp_path / "part")
+    first.paths.output_dir = str(runs / "part")
     first.scheduler.T_max = 2  # same schedule as the full run, stopped after one epoch
     train(first)
-    part_last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    part_last = runs / "part" / "checkpoints" / "last.ckpt"
 
     resumed = train_cfg(*det, "test=false", "ckpt_path=last")
-    resumed.paths.output_dir = str(tmp_path / "part")
+    resumed.paths.output_dir = str(runs / "part")
     train(resumed)
 
-    epoch_a, step_a, exp_a, sched_a = _optimizer_state(tmp_path / "full/checkpoints/last.ckpt")
+    epoch_a, step_a, exp_a, sched_a = _optimizer_state(runs / "full/checkpoints/last.ckpt")
     epoch_b, step_b, exp_b, sched_b = _optimizer_state(part_last)
     assert (epoch_a, step_a) == (epoch_b, step_b)
     assert step_b == 4  # 2 epochs x 2 batches: the resumed run did not redo epoch 0
     assert sched_a["last_epoch"] == sched_b["last_epoch"]
     for a, b in zip(exp_a, exp_b, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
-    rows = _rows(tmp_path / "part" / "metrics.csv")
+    rows = _rows(runs / "part" / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["0", "1"]
 
 
@@ -139,7 +152,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint(train_cfg, tmp_
     train(resumed)
     final = torch.load(last, weights_only=False)
     assert final["global_step"] == 8  # 2 epochs x 4 batches: nothing redone, nothing skipped
-    assert [r["epoch"] for r in _rows(tmp_path / "run" / "metrics.csv")] == ["0", "1"]
+    assert [r["epoch"] for r in _rows(last.parent.parent / "metrics.csv")] == ["0", "1"]
 
 
 @pytest.mark.slow
@@ -193,7 +206,7 @@ def test_every_group_option_composes_and_validates(train_cfg, choice) -> None:
 
 
 def test_epochs_without_validation_leave_validation_cells_empty(tmp_path) -> None:
-    from firedpy_nrt.reporting import RunReport
+    from firedpy_nrt.train.report import RunReport
 
     class FakeTrainer:
         is_global_zero, sanity_checking, fast_dev_run = True, False, False

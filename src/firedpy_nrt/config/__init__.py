@@ -83,8 +83,38 @@ def _walk(obj: Any, prefix: str) -> None:
             _walk(value, f"{prefix}[{i}]")
 
 
+def _unknown_key(node: Any, schema: type, prefix: str) -> str | None:
+    """The first key of ``node`` (a plain mapping) that the dataclass ``schema`` does not have,
+    looking into nested dataclass fields; keys added with ``+`` pass Hydra's own struct check."""
+    if not isinstance(node, dict):
+        return None
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key, value in node.items():
+        if key not in fields:
+            return _join(prefix, key)
+        sub = fields[key].type
+        sub = _dataclass_type(sub, schema)
+        if sub is not None:
+            found = _unknown_key(value, sub, _join(prefix, key))
+            if found:
+                return found
+    return None
+
+
+def _dataclass_type(annotation: Any, owner: type) -> type | None:
+    """The dataclass an annotation names (string annotations resolved in the owner's module)."""
+    if isinstance(annotation, str):
+        module = importlib.import_module(owner.__module__)
+        annotation = getattr(module, annotation.split("|")[0].strip(), None)
+    return annotation if dataclasses.is_dataclass(annotation) else None
+
+
 def validate(cfg: DictConfig, schema: type) -> Any:
     """Check ``cfg`` against the dataclass ``schema``; return the built dataclass tree."""
+    plain = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg
+    unknown = _unknown_key(plain, schema, "")
+    if unknown:
+        raise ConfigError(f"config key '{unknown}' does not exist")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
         built = OmegaConf.to_object(merged)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from firedpy_nrt.config import require
-from firedpy_nrt.data.match_csv import normalise_fire_id
+from firedpy_nrt.data.layers import normalise_fire_id
 
 BAD_ROW_POLICIES = ("error", "skip")
 
@@ -76,15 +76,14 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    """The ``data`` group (``conf/data/*.yaml``), built into ``FireDataModule``."""
+    """The ``data`` group (``conf/data/*.yaml``): ``FireDataModule(DataConfig)``."""
 
-    _target_: str = "firedpy_nrt.data.datamodule.FireDataModule"
-    match_csv: str = "${paths.data_dir}/match.csv"
-    chip_size: int = 256
-    stride: int = 256
-    min_valid_fraction: float = 0.1
-    cache_dir: str = "${paths.data_dir}/cache"
-    on_bad_row: str = "error"
+    match_csv: str = "${paths.data_dir}/match.csv"  # written by prepare.py; any contract CSV
+    chip_size: int = 256  # chip side in pixels of the luminance-change grid (native resolution)
+    stride: int = 256  # step between chips; < chip_size overlaps them
+    min_valid_fraction: float = 0.1  # keep a chip when at least this share carries a label
+    cache_dir: str = "${paths.data_dir}/cache"  # one folder per CSV content + chip settings
+    on_bad_row: str = "error"  # error: stop at a missing/corrupt raster; skip: warn, count, go on
     batch_size: int = 8
     num_workers: int = 0
     pin_memory: bool = False

@@ -100,7 +100,6 @@ class DownloadConfig:
     chunk_bytes: int = 1 << 20
     keep_archives: bool = False
     progress: bool = True
-    #: CRS of the events file when it has none (e.g. a CSV); null: lon/lat or MODIS sinusoidal.
     cdse: CdseConfig = field(default_factory=CdseConfig)
     dhus: DhusConfig = field(default_factory=DhusConfig)
     sentinel: SentinelSearchConfig = field(default_factory=SentinelSearchConfig)

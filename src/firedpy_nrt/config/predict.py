@@ -7,25 +7,10 @@ from typing import Any
 
 from firedpy_nrt.config import require
 from firedpy_nrt.config.paths import PathsConfig
+from firedpy_nrt.config.train import PRECISIONS
 
 SPLITS = ("test", "all")
 BLENDS = ("linear", "gaussian")
-PRECISIONS = (
-    "32-true",
-    "32",
-    32,
-    "16-mixed",
-    "bf16-mixed",
-    "16-true",
-    "bf16-true",
-    "64-true",
-    "64",
-    64,
-    "16",
-    16,
-    "bf16",
-    "transformer-engine",
-)
 
 
 @dataclass
@@ -73,19 +58,21 @@ class PredictTrainerConfig:
 @dataclass
 class PredictConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
-    ckpt: str = "best"
-    run_dir: str | None = None
+    task_name: str = "predict"  # this run's folder: <paths.log_dir>/<task_name>/runs/<time>
+    ckpt: str = "best"  # best | last (the newest of train_task's runs) | a .ckpt path
+    run_dir: str | None = None  # a training run folder to take best/last from instead
+    train_task: str = "train"  # task_name of the training runs that ckpt=best|last searches
     module_class: str = "firedpy_nrt.models.segmentation.SegmentationModule"
     data: PredictDataConfig = field(default_factory=PredictDataConfig)
-    split: str = "test"
+    split: str = "test"  # test: the checkpoint's held-out test fires; all: every CSV row
     output_dir: str = "${paths.output_dir}/predictions"
-    tile_size: int = 512
-    overlap: int = 64
-    blend: str = "gaussian"
-    threshold: float | None = None
+    tile_size: int = 512  # model input edge (pixels, native resolution)
+    overlap: int = 64  # pixels shared by neighbouring tiles
+    blend: str = "gaussian"  # gaussian | linear weights where tiles overlap
+    threshold: float | None = None  # burned where probability > this; null: the checkpoint's
     batch_size: int = 4
-    overwrite: bool = False
-    gdal_cache_mb: int = 256
+    overwrite: bool = False  # never replace existing outputs unless true
+    gdal_cache_mb: int = 256  # GDAL block cache (GDAL's default is 5% of RAM)
     trainer: PredictTrainerConfig = field(default_factory=PredictTrainerConfig)
 
     def check(self) -> None:

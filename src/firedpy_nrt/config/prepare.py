@@ -37,11 +37,11 @@ class MatchConfig:
     lum_dir: str = "${paths.data_dir}/sar/lum_change"
     coh_dir: str = "${paths.data_dir}/sar/coh_change"
     binary_dir: str = "${paths.data_dir}/sar/binary_product"
-    dnbr_dir: str = "${paths.data_dir}/dnbr"
+    dnbr_dir: str = "${dnbr.output_dir}"  # where the dnbr stage writes
     output_csv: str = "${paths.data_dir}/match.csv"
-    max_days: int | None = None
-    validate: bool = False
-    recursive: bool = False
+    max_days: int | None = None  # drop dNBR whose post date is further than this from SAR's
+    validate: bool = False  # also open each raster's header and report unreadable ones
+    recursive: bool = False  # look in sub-folders too
     patterns: PatternsConfig = field(default_factory=PatternsConfig)
 
     def check(self) -> None:
@@ -101,12 +101,13 @@ class SyntheticConfig:
 @dataclass
 class PrepareConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
+    task_name: str = "prepare"  # this run's log folder: <paths.log_dir>/<task_name>/runs/<time>
     stages: list[str] = field(default_factory=lambda: ["download", "dnbr", "match"])
-    events: str | None = None
-    events_crs: str | None = None
-    event_ids: list[Any] = field(default_factory=list)
-    satellite: str = "sentinel"
-    overwrite: bool = False
+    events: str | None = None  # FIREDpy event table (.gpkg, .shp, .geojson, .csv)
+    events_crs: str | None = None  # CRS of an events file that declares none
+    event_ids: list[Any] = field(default_factory=list)  # [] means every event in the table
+    satellite: str = "sentinel"  # sentinel, landsat or both
+    overwrite: bool = False  # never replace finished outputs unless true
     match: MatchConfig = field(default_factory=MatchConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)

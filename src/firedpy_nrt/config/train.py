@@ -12,7 +12,11 @@ from firedpy_nrt.config.data import DataConfig
 from firedpy_nrt.config.paths import PathsConfig
 
 BACKBONES = ("resnet50", "resnet101", "mobilenet_v3_large")
-PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "64", "64-true", "bf16-true", "16-true")
+#: Lightning's precision values, for training and prediction alike.
+PRECISIONS = (
+    "32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64,
+    "16", 16, "bf16", "transformer-engine",
+)  # fmt: skip
 
 
 @dataclass
@@ -37,25 +41,19 @@ class NetConfig:
 
 @dataclass
 class ModelConfig:
-    _target_: str = "firedpy_nrt.models.segmentation.SegmentationModule"
+    """The ``model`` group: the network and how it is trained and scored. The input layers are
+    not set here: they are the datamodule's channels (``train()`` passes them on)."""
+
     net: NetConfig = field(default_factory=NetConfig)
-    in_layers: int = 3
-    threshold: float = 0.5
-    backbone_lr_mult: float = 0.1
-    scheduler_monitor: str = "val/iou"
-    dnbr_channel: int | None = 2
-    dnbr_threshold: float = 0.1
-    channels_last: bool = False
+    threshold: float = 0.5  # probability above which a pixel is burned
+    backbone_lr_mult: float = 0.1  # backbone learning rate = optimizer.lr * this
+    scheduler_monitor: str = "val/iou"  # what a plateau scheduler watches
+    dnbr_threshold: float = 0.1  # the test baseline: burned where dNBR >= this
+    channels_last: bool = False  # NHWC memory format (faster with mixed precision on GPUs)
 
     def check(self) -> None:
-        require(self.in_layers >= 1, "in_layers", "must be >= 1")
         require(0 < self.threshold < 1, "threshold", "must be in (0, 1)")
         require(self.backbone_lr_mult >= 0, "backbone_lr_mult", "must be >= 0")
-        require(
-            self.dnbr_channel is None or 0 <= self.dnbr_channel < self.in_layers,
-            "dnbr_channel",
-            f"must be null or in [0, {self.in_layers - 1}]",
-        )
 
 
 def _check_partial(node: Any, key: str) -> None:
@@ -82,14 +80,12 @@ class TrainConfig:
     trainer: Any = field(default_factory=dict)
     callbacks: Any = field(default_factory=dict)
     logger: Any = field(default_factory=dict)
-    extras: Any = field(default_factory=dict)
-    task_name: str = "train"
-    tags: list[str] = field(default_factory=list)
-    seed: int | None = 42
-    train: bool = True
-    test: bool = True
-    ckpt_path: str | None = None
-    optimized_metric: str = "val/iou"
+    task_name: str = "train"  # runs live in <paths.log_dir>/<task_name>/ (firedpy_nrt.train.runs)
+    seed: int | None = 42  # seeds python, numpy, torch and dataloader workers; null for none
+    train: bool = True  # fit; false with ckpt_path=... only tests that checkpoint
+    test: bool = True  # test the best checkpoint on the test fires after fitting
+    ckpt_path: str | None = None  # "last" (the task's newest last.ckpt) or a .ckpt path: resume
+    optimized_metric: str = "val/iou"  # returned by train() for sweepers
 
     def check(self) -> None:
         loss_target = _check_partial(self.loss, "loss")
@@ -113,7 +109,7 @@ class TrainConfig:
         require(
             precision is None or str(precision) in PRECISIONS,
             "trainer.precision",
-            f"must be one of {', '.join(PRECISIONS)} (got {precision!r})",
+            f"must be one of {', '.join(dict.fromkeys(map(str, PRECISIONS)))} (got {precision!r})",
         )
         for key in ("max_epochs", "devices", "num_nodes", "accumulate_grad_batches"):
             value = self.trainer.get(key)

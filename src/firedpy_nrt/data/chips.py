@@ -33,6 +33,7 @@ import pandas as pd
 from numpy.lib.format import open_memmap
 from tqdm.auto import tqdm
 
+from firedpy_nrt.atomic import staging_dir
 from firedpy_nrt.data.match_csv import fire_sort_key, read_match_csv
 from firedpy_nrt.data.raster import CHANNELS, IGNORE, LABEL, AlignedRow, row_context
 from firedpy_nrt.errors import DataError
@@ -49,9 +50,9 @@ _COPY_CHIPS = 256  # chips per block when assembling the final arrays
 class ChipSettings:
     """What decides which chips exist (part of the cache key)."""
 
-    chip_size: int = 256
-    stride: int = 256
-    min_valid_fraction: float = 0.1
+    chip_size: int
+    stride: int
+    min_valid_fraction: float
     on_bad_row: str = "error"
 
 
@@ -212,18 +213,6 @@ def _row_chips(
         yield images, labels, [(r0, c0) for c0 in keep]
 
 
-def _remove_abandoned(path: Path, host: str) -> None:
-    """Delete temporary folders of builds on this host whose process is gone (killed builds)."""
-    for tmp in path.parent.glob(f"{path.name}.tmp-{host}-*"):
-        try:
-            pid = int(tmp.name.rsplit("-", 2)[-2])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except (ValueError, PermissionError, OSError):
-            continue  # not ours to judge: another user's live process, or an odd name
-
-
 def build_chip_cache(
     csv_path: Path,
     rows: pd.DataFrame,
@@ -237,11 +226,7 @@ def build_chip_cache(
     corrupt or do not overlap raises :class:`DataError` naming the file and the CSV row, or with
     ``on_bad_row='skip'`` is skipped with a warning. No chip at all is a DataError.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    host = socket.gethostname().replace("-", "_") or "host"
-    _remove_abandoned(path, host)
-    tmp = path.with_name(f"{path.name}.tmp-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
+    tmp = staging_dir(path)
     report = BuildReport(rows=len(rows))
     s, c = settings.chip_size, len(CHANNELS)
     parts: list[tuple[Path, Path, int]] = []

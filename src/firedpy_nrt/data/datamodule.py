@@ -10,12 +10,10 @@ sampler applies under DDP.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +21,10 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from firedpy_nrt.config import Invalid, validate
+from firedpy_nrt.atomic import write_text
 from firedpy_nrt.config.data import (
-    AugmentConfig,
     DataConfig,
     FractionsConfig,
     SplitConfig,
@@ -120,84 +116,29 @@ def split_fires(fires: Sequence[str], split: SplitConfig) -> dict[str, list[str]
     return {k: sorted(parts[k], key=fire_sort_key) for k in SPLITS}
 
 
-def _to_plain(obj: Any) -> Any:
-    if isinstance(obj, DictConfig):
-        return OmegaConf.to_container(obj, resolve=True)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    return dict(obj) if isinstance(obj, Mapping) else obj
-
-
-def _checked(obj: Any, schema: type, key: str) -> Any:
-    """Build ``schema`` from a dataclass/dict/DictConfig, checking keys, types and range rules."""
-    plain = _to_plain(obj) if obj is not None else {}
-    try:
-        return validate(OmegaConf.create(plain), schema)
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("config key '", f"config key '{key}.", 1)) from None
-
-
 class FireDataModule(LightningDataModule):
     """Chips of the match CSV's fires, split by fire (see the module docstring and README)."""
 
-    def __init__(
-        self,
-        match_csv: str | os.PathLike[str],
-        chip_size: int = 256,
-        stride: int = 256,
-        min_valid_fraction: float = 0.1,
-        cache_dir: str | os.PathLike[str] = "data/cache",
-        on_bad_row: str = "error",
-        batch_size: int = 8,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        split: SplitConfig | Mapping[str, Any] | None = None,
-        augment: AugmentConfig | Mapping[str, Any] | None = None,
-        progress: bool = True,
-    ) -> None:
+    def __init__(self, config: DataConfig, progress: bool = True) -> None:
+        """``config`` is the validated ``data`` group (:func:`firedpy_nrt.config.validate`)."""
         super().__init__()
-        cfg = DataConfig(
-            match_csv=str(match_csv),
-            chip_size=int(chip_size),
-            stride=int(stride),
-            min_valid_fraction=float(min_valid_fraction),
-            cache_dir=str(cache_dir),
-            on_bad_row=str(on_bad_row),
-            batch_size=int(batch_size),
-            num_workers=int(num_workers),
-            pin_memory=bool(pin_memory),
-            persistent_workers=bool(persistent_workers),
-            split=_checked(split, SplitConfig, "data.split"),
-            augment=_checked(augment, AugmentConfig, "data.augment"),
-        )
-        try:
-            cfg.check()
-        except Invalid as exc:
-            raise ConfigError(f"config key 'data.{exc.key}': {exc.message}") from None
-        self.cfg = cfg
+        self.cfg = config
         self.progress = progress
         self.settings = ChipSettings(
-            chip_size=cfg.chip_size,
-            stride=cfg.stride,
-            min_valid_fraction=cfg.min_valid_fraction,
-            on_bad_row=cfg.on_bad_row,
+            chip_size=config.chip_size,
+            stride=config.stride,
+            min_valid_fraction=config.min_valid_fraction,
+            on_bad_row=config.on_bad_row,
         )
+        #: The input layers, in the order of the image channels: the model is built for these
+        #: and prediction checks a checkpoint against them by name.
         self.channels: tuple[str, ...] = CHANNELS
-        self.num_layers = len(CHANNELS)
-        self.augmentation = BatchAugment.from_config(cfg.augment)
+        self.augmentation = BatchAugment.from_config(config.augment)
         self.cache: ChipCache | None = None
         self.splits: dict[str, list[str]] = {}
         self.stats: dict[str, list[float]] | None = None
         self.datasets: dict[str, ChipDataset] = {}
         self._restored_splits: dict[str, list[str]] | None = None
-
-    @classmethod
-    def from_config(cls, cfg: DataConfig | DictConfig | Mapping[str, Any]) -> FireDataModule:
-        """Build from the ``data`` config group (the dataclass or the composed node)."""
-        plain = _to_plain(cfg)
-        plain = {k: v for k, v in plain.items() if not k.startswith("_")}
-        return cls(**plain)
 
     # -- cache, split and stats --------------------------------------------------------
     def _split_of(self, cache: ChipCache) -> dict[str, list[str]]:
@@ -225,9 +166,7 @@ class FireDataModule(LightningDataModule):
             return json.loads(path.read_text())
         stats = channel_stats(cache.images, self._indices(cache, train), channel_names=CHANNELS)
         stats["fires"] = list(train)  # type: ignore[assignment]
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(stats, indent=1))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(stats, indent=1))
         return stats
 
     def _cache(self) -> ChipCache:
@@ -309,10 +248,10 @@ class FireDataModule(LightningDataModule):
 
     # -- checkpoint --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Saved in checkpoints: the fire split, the statistics and the cache used."""
+        """Saved in checkpoints (the one copy of the split; the normalisation statistics are the
+        model's own buffers): the fire split and the cache used."""
         return {
             "splits": self.splits,
-            "stats": self.stats,
             "cache": str(self.cache.path) if self.cache is not None else None,
         }
 

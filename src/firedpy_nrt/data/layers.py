@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 _TIF = r"\.(?i:tif)"
 _DATE = r"\d{8}"
@@ -46,6 +47,27 @@ REQUIRED_GROUPS: dict[str, tuple[str, ...]] = {
     "binary_product": ("fire", "d1", "d2"),
     "dnbr": ("fire", "t1", "t2"),
 }
+
+
+_FLOAT_ID = re.compile(r"^\d+\.0*$")
+
+
+def normalise_fire_id(value: Any, strict: bool = False) -> str:
+    """A fire id as digits without leading zeros (``9844``, ``"09844"``, ``9844.0``, ``" 9844 "``
+    -> ``"9844"``), the one spelling used in names, CSVs, splits and event tables.
+
+    Other text is returned stripped, or with ``strict`` (event tables) is a ValueError.
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = "" if isinstance(value, bool) else str(value).strip()
+    if text.isdigit():
+        return str(int(text))
+    if _FLOAT_ID.match(text):
+        return str(int(float(text)))
+    if strict or isinstance(value, bool):
+        raise ValueError(f"not an event id: {value!r}")
+    return text
 
 
 def is_companion(name: str) -> bool:
@@ -129,7 +151,7 @@ def parse_layer(
     return LayerName(
         kind=kind,
         path=path,
-        fire=str(int(groups["fire"])) if groups["fire"].isdigit() else groups["fire"],
+        fire=normalise_fire_id(groups["fire"]),
         dates=dates,
         sensor=groups.get("sensor"),
         level=groups.get("level"),

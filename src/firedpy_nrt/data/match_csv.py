@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from firedpy_nrt.data.layers import compile_patterns, parse_layer
+from firedpy_nrt.data.layers import compile_patterns, normalise_fire_id, parse_layer
+from firedpy_nrt.atomic import output_file
 from firedpy_nrt.errors import DataError
 
 #: The contract's columns, in order.
@@ -43,19 +44,6 @@ DATE_COLUMNS: tuple[str, ...] = ("lum_date_pre", "lum_date_post", "dnbr_date_pre
 REQUIRED_PATHS: tuple[str, ...] = ("lum_change", "coh_change", "dnbr")
 
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_FLOAT_ID = re.compile(r"^\d+\.0*$")
-
-
-def normalise_fire_id(value: Any) -> str:
-    """A fire id as a string of digits without leading zeros (``'09844'``, ``9844.0`` -> ``'9844'``)."""
-    text = str(value).strip()
-    if text.isdigit():
-        return str(int(text))
-    if _FLOAT_ID.match(text):
-        return str(int(float(text)))
-    return text
-
-
 def _blank(text: str | None) -> bool:
     return text is None or text.strip() == "" or text.strip().lower() in ("none", "nan", "null")
 
@@ -231,20 +219,14 @@ def fire_sort_key(fire: str) -> tuple[int, int, str]:
 
 
 def atomic_write_text(path: Path, text: str, overwrite: bool = True) -> Path:
-    """Write ``text`` to ``path.tmp`` and rename it into place; refuse to replace unless ``overwrite``."""
+    """Write ``text`` atomically (:mod:`firedpy_nrt.atomic`); refuse to replace unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise DataError(
             f"{path} already exists; pass overwrite=true to replace it, or write elsewhere"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with output_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

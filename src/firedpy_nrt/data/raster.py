@@ -281,11 +281,6 @@ class AlignedRow:
         self.close()
 
 
-def open_row(row: Mapping[str, Any], context: str | None = None) -> AlignedRow:
-    """Open one match-CSV row's layers on the luminance-change grid (see :class:`AlignedRow`)."""
-    return AlignedRow(row, context=context)
-
-
 def _nodata_of(ds: Any) -> float | None:
     """The value to treat as nodata: the declared one, else NaN for float rasters, else none."""
     if ds.nodata is not None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -29,18 +31,14 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
+from firedpy_nrt.config.train import NetConfig
+from firedpy_nrt.data.raster import CHANNELS
 from firedpy_nrt.data.transforms import Normalize
 from firedpy_nrt.models.losses import IGNORE_INDEX
 from firedpy_nrt.models.networks import build_deeplabv3
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NET = {
-    "backbone": "resnet50",
-    "weights_backbone": None,
-    "weights_path": None,
-    "bn_momentum": 0.1,
-}
 DEFAULT_LOSS = {"_target_": "firedpy_nrt.models.losses.BCEDiceLoss"}
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}
 
@@ -94,31 +92,34 @@ class SegmentationModule(LightningModule):
 
     def __init__(
         self,
+        channels: Sequence[str] = CHANNELS,
         net: dict[str, Any] | None = None,
-        in_layers: int = 3,
         threshold: float = 0.5,
         loss: dict[str, Any] | None = None,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         scheduler_monitor: str = "val/iou",
         backbone_lr_mult: float = 0.1,
-        dnbr_channel: int | None = 2,
         dnbr_threshold: float = 0.1,
         channels_last: bool = False,
         augmentation: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        # Plain values only, so checkpoints load without pickled objects or config files.
+        # Plain values only, so checkpoints load without pickled objects or config files; the
+        # channel names travel with the checkpoint so prediction can check its inputs by name.
         self.save_hyperparameters(ignore=["augmentation"])
+        self.hparams.channels = [str(c) for c in channels]
         self.augmentation = augmentation
-        self.normalize = Normalize(in_layers)
+        #: Image channel of the raw dNBR, for the test baseline (None: no dNBR layer).
+        self.dnbr_channel = self.hparams.channels.index("dnbr") if "dnbr" in channels else None
+        self.normalize = Normalize(len(self.hparams.channels))
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
 
     # -- construction -------------------------------------------------------------------------
     def configure_models(self) -> None:
-        net = {**DEFAULT_NET, **(self.hparams.net or {})}
+        net = {**asdict(NetConfig()), **(self.hparams.net or {})}
         self.net = build_deeplabv3(
             backbone=net["backbone"],
             in_channels=self.normalize.out_channels,
@@ -230,8 +231,8 @@ class SegmentationModule(LightningModule):
         self._eval_step(batch, "test", self.test_metrics)
         label = batch["label"]
         bs = label.shape[0]
-        if self.hparams.dnbr_channel is not None:
-            dnbr = batch["image"][:, self.hparams.dnbr_channel]
+        if self.dnbr_channel is not None:
+            dnbr = batch["image"][:, self.dnbr_channel]
             # NaN >= t is False: nodata counts as unburned, as a plain threshold map would
             self.test_dnbr_metrics.update((dnbr >= self.hparams.dnbr_threshold).long(), label)
             self.log_dict(self.test_dnbr_metrics, on_epoch=True, on_step=False, batch_size=bs)
@@ -248,11 +249,6 @@ class SegmentationModule(LightningModule):
         hp = checkpoint.get("hyper_parameters")
         if hp is not None and hp.get("net"):
             hp["net"] = {**hp["net"], "weights_backbone": None, "weights_path": None}
-        trainer = self._trainer
-        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
-        splits = getattr(datamodule, "splits", None)
-        if splits is not None:
-            checkpoint["firedpy_splits"] = splits
         # Lightning does not keep random states; with them a resumed run draws the same
         # shuffles, dropout masks and augmentations as one that was never stopped.
         checkpoint["firedpy_rng"] = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,18 +23,18 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from firedpy_nrt.atomic import publish, remove, temporary
 from firedpy_nrt.predict.evaluation import Confusion, SceneScore
-from firedpy_nrt.predict.tiling import TileGrid, normalize_rows, weight_sums
+from firedpy_nrt.predict.tiling import TileLayout, normalize_rows, weight_sums
 from firedpy_nrt.predict.writers import (
     MASK_NODATA,
-    COGWriter,
-    GridInfo,
     HDF5Writer,
     OutputPaths,
     Thumbnail,
-    temporary,
+    probability_cog,
     write_quicklook,
 )
+from firedpy_nrt.raster_grid import RasterGrid
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +50,15 @@ class RowReader(Protocol):
 
 
 @dataclass(frozen=True)
-class Scene:
+class ScenePlan:
     """One luminance-change raster to map: its match row, grid, tiles and output files."""
 
     index: int
     fire_id: str
     row: dict[str, Any]
     context: str
-    geo: GridInfo
-    tiles: TileGrid
+    geo: RasterGrid
+    tiles: TileLayout
     outputs: OutputPaths
     has_label: bool
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -81,7 +80,7 @@ def finish_rows(
     return prob, mask
 
 
-def read_thumbnail(path: str | None, geo: GridInfo, step: int) -> np.ndarray | None:
+def read_thumbnail(path: str | None, geo: RasterGrid, step: int) -> np.ndarray | None:
     """A layer on the reference grid averaged over ``step x step`` cells, NaN where nodata.
 
     One decimated warped read for the quicklook, instead of reading the layer at full resolution.
@@ -115,7 +114,7 @@ def read_thumbnail(path: str | None, geo: GridInfo, step: int) -> np.ndarray | N
 class SceneAssembler:
     """Turns finished weighted-sum rows of one scene into its output files."""
 
-    def __init__(self, scene: Scene, reader: RowReader, blend: str, threshold: float) -> None:
+    def __init__(self, scene: ScenePlan, reader: RowReader, blend: str, threshold: float) -> None:
         self.scene = scene
         self.reader = reader
         self.threshold = threshold
@@ -123,7 +122,7 @@ class SceneAssembler:
         geo = scene.geo
         self._h5 = HDF5Writer(scene.outputs.h5, geo, scene.metadata)
         try:
-            self._tif = COGWriter(scene.outputs.tif, geo)
+            self._tif = probability_cog(scene.outputs.tif, geo)
         except BaseException:
             self._h5.abort()
             raise
@@ -139,7 +138,7 @@ class SceneAssembler:
         lum, label = self.reader.read_label(Window(0, y0, w, h))
         prob, mask = finish_rows(prob, lum, self.threshold)
         self._h5.write_rows(y0, prob, mask)
-        self._tif.write_rows(y0, prob)
+        self._tif.write(prob, Window(0, y0, w, h))
         self._prob.add_rows(y0, prob)
         if label is not None and self.confusion is not None and self._label is not None:
             self.confusion.update(mask, label)
@@ -168,9 +167,9 @@ class SceneAssembler:
             )
             self._h5.publish()
             self._tif.publish()
-            os.replace(png_tmp, png)
+            publish(png_tmp, png)
         except BaseException:
-            png_tmp.unlink(missing_ok=True)
+            remove(png_tmp)
             self.abort()
             raise
         self.reader.close()

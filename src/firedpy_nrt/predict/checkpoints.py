@@ -1,9 +1,6 @@
-"""Which checkpoint ``ckpt=best|last|PATH`` and ``run_dir=PATH`` mean, and what it holds.
-
-Training runs live in ``<log_dir>/train/runs/<timestamp>/`` and sweeps in
-``<log_dir>/train/multiruns/<timestamp>/<job>/``, each with ``checkpoints/best.ckpt`` and
-``checkpoints/last.ckpt``. ``best``/``last`` pick that file in ``run_dir`` when given, else in the
-newest run (by its timestamp folder, then job number) that has it.
+"""What a training checkpoint holds for prediction: hyperparameters, input channels, fire split,
+and the module rebuilt from it. Which checkpoint ``ckpt=best|last|PATH`` means is
+:func:`firedpy_nrt.train.runs.find_checkpoint`'s business.
 """
 
 from __future__ import annotations
@@ -14,56 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 from firedpy_nrt.errors import ConfigError, DataError
-
-NAMED = ("best", "last")
-
-
-def _run_key(ckpt: Path) -> tuple[str, int, str, float]:
-    """Sort key of the run holding ``ckpt`` (``.../<run>/checkpoints/x.ckpt``): newest last."""
-    run = ckpt.parent.parent
-    job = run.name
-    if run.parent.parent.name == "multiruns":  # multiruns/<timestamp>/<job>
-        stamp = run.parent.name
-        num = int(job) if job.isdigit() else -1
-    else:  # runs/<timestamp>
-        stamp, num, job = run.name, -1, ""
-    return (stamp, num, job, ckpt.stat().st_mtime)
-
-
-def find_runs(log_dir: Path, name: str) -> list[Path]:
-    """Every ``<name>.ckpt`` of a training run or sweep job under ``log_dir``, oldest first."""
-    root = Path(log_dir) / "train"
-    found = [
-        *root.glob(f"runs/*/checkpoints/{name}.ckpt"),
-        *root.glob(f"multiruns/*/*/checkpoints/{name}.ckpt"),
-    ]
-    return sorted(found, key=_run_key)
-
-
-def resolve_checkpoint(ckpt: str, run_dir: str | None, log_dir: str | Path) -> Path:
-    """The checkpoint file that ``ckpt`` and ``run_dir`` name; DataError naming what is missing."""
-    if ckpt in NAMED:
-        if run_dir:
-            path = Path(run_dir) / "checkpoints" / f"{ckpt}.ckpt"
-            if not path.is_file():
-                raise DataError(f"checkpoint {path} not found (run_dir={run_dir}, ckpt={ckpt})")
-            return path
-        runs = find_runs(Path(log_dir), ckpt)
-        if not runs:
-            raise DataError(
-                f"checkpoint {ckpt}: no training run under {Path(log_dir) / 'train'} has "
-                f"checkpoints/{ckpt}.ckpt (train first, or pass run_dir=PATH or ckpt=PATH)"
-            )
-        return runs[-1]
-    path = Path(ckpt)
-    if not path.is_absolute() and run_dir and (Path(run_dir) / path).is_file():
-        path = Path(run_dir) / path
-    if not path.is_file():
-        raise DataError(f"checkpoint {ckpt} not found (ckpt is best, last or a .ckpt file)")
-    return path
 
 
 @dataclass
@@ -75,13 +24,20 @@ class CheckpointInfo:
     splits: dict[str, list[str]] = field(default_factory=dict)
 
     @property
+    def channels(self) -> list[str] | None:
+        """The input layers the model was trained on, by name (None when not recorded)."""
+        value = self.hparams.get("channels")
+        return [str(c) for c in value] if isinstance(value, (list, tuple)) else None
+
+    @property
     def threshold(self) -> float | None:
         value = self.hparams.get("threshold")
         return float(value) if isinstance(value, (int, float)) else None
 
 
 def read_checkpoint_info(path: Path) -> CheckpointInfo:
-    """Hyperparameters and the ``firedpy_splits`` of a checkpoint (memory-mapped, weights unread)."""
+    """Hyperparameters and the datamodule's fire split of a checkpoint (memory-mapped, weights
+    unread). Lightning stores the datamodule's ``state_dict`` under its class name."""
     try:
         raw = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
@@ -90,25 +46,13 @@ def read_checkpoint_info(path: Path) -> CheckpointInfo:
     if not isinstance(raw, dict) or "state_dict" not in raw:
         raise DataError(f"checkpoint {path} is not a Lightning checkpoint (no state_dict)")
     hparams = raw.get("hyper_parameters") or {}
-    splits = raw.get("firedpy_splits") or {}
+    states = [v for v in raw.values() if isinstance(v, dict) and isinstance(v.get("splits"), dict)]
+    splits = states[0]["splits"] if states else {}
     return CheckpointInfo(
         path=Path(path),
         hparams=dict(hparams),
         splits={k: [str(i) for i in v] for k, v in dict(splits).items() if v is not None},
     )
-
-
-def training_match_csv(ckpt: Path) -> Path | None:
-    """The match CSV the checkpoint's training run read (``data.match_csv`` in the run's saved
-    ``.hydra/config.yaml``), or None when the checkpoint is not in a run folder that says."""
-    saved = Path(ckpt).resolve().parent.parent / ".hydra" / "config.yaml"
-    if not saved.is_file():
-        return None
-    try:
-        value = OmegaConf.select(OmegaConf.load(saved), "data.match_csv", default=None)
-    except Exception:  # an unreadable or unresolvable saved config just gives no default
-        return None
-    return Path(str(value)) if value else None
 
 
 def import_module_class(dotted: str) -> type:

@@ -16,16 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from firedpy_nrt.predict.assembly import RowReader, Scene
+from firedpy_nrt.data.raster import AlignedRow
+from firedpy_nrt.predict.assembly import RowReader, ScenePlan
 
 Opener = Callable[[dict[str, Any], str], RowReader]
-
-
-def open_aligned(row: dict[str, Any], context: str) -> RowReader:
-    """Open a match row's layers on the luminance-change grid (:mod:`firedpy_nrt.data.raster`)."""
-    from firedpy_nrt.data.raster import open_row
-
-    return open_row(row, context=context)
 
 
 def image_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +28,7 @@ def image_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class TileDataset(Dataset):
-    def __init__(self, scenes: Sequence[Scene], opener: Opener = open_aligned) -> None:
+    def __init__(self, scenes: Sequence[ScenePlan], opener: Opener = AlignedRow) -> None:
         self.scenes = list(scenes)
         self.opener = opener
         self._starts: list[int] = []

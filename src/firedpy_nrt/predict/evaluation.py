@@ -13,13 +13,13 @@ overall row sums the confusion matrices of all scenes, as an epoch of torchmetri
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from firedpy_nrt.predict.writers import MASK_NODATA, temporary
+from firedpy_nrt.atomic import output_file
+from firedpy_nrt.predict.writers import MASK_NODATA
 
 METRICS = ("burned_iou", "mean_iou", "f1", "precision", "recall", "accuracy")
 COLUMNS = ("scene", "fire_id", "valid_pixels", "tp", "fp", "fn", "tn", *METRICS)
@@ -96,11 +96,9 @@ class SceneScore:
 def write_evaluation(path: Path, scores: list[SceneScore]) -> SceneScore:
     """Write one row per scene and an ``overall`` row; return the overall score."""
     overall = SceneScore("overall", "", sum((s.confusion for s in scores), Confusion()))
-    tmp = temporary(Path(path))
-    with open(tmp, "w", newline="") as fh:
+    with output_file(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         for score in [*scores, overall]:
             writer.writerow(score.row())
-    os.replace(tmp, path)
     return overall

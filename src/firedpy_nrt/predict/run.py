@@ -18,27 +18,22 @@ from typing import Any
 import lightning.pytorch as pl
 import pandas as pd
 import rasterio
-from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 import firedpy_nrt
-from firedpy_nrt.config import validate
 from firedpy_nrt.config.predict import PredictConfig
 from firedpy_nrt.data.match_csv import read_match_csv
+from firedpy_nrt.data.raster import CHANNELS, AlignedRow
 from firedpy_nrt.errors import ConfigError, DataError
-from firedpy_nrt.predict.assembly import RowReader, Scene
-from firedpy_nrt.predict.checkpoints import (
-    CheckpointInfo,
-    load_module,
-    read_checkpoint_info,
-    resolve_checkpoint,
-    training_match_csv,
-)
-from firedpy_nrt.predict.dataset import TileDataset, open_aligned
-from firedpy_nrt.predict.module import TilePredictor, check_channels
-from firedpy_nrt.predict.stream import PredictionStreamWriter
-from firedpy_nrt.predict.tiling import TileGrid
-from firedpy_nrt.predict.writers import GridInfo, OutputPaths, check_free
+from firedpy_nrt.predict.assembly import RowReader, ScenePlan
+from firedpy_nrt.predict.checkpoints import CheckpointInfo, load_module, read_checkpoint_info
+from firedpy_nrt.predict.dataset import TileDataset
+from firedpy_nrt.predict.predictor import TilePredictor, check_channels
+from firedpy_nrt.predict.tiling import TileLayout
+from firedpy_nrt.predict.writer_callback import PredictionStreamWriter
+from firedpy_nrt.predict.writers import OutputPaths, check_free
+from firedpy_nrt.raster_grid import RasterGrid
+from firedpy_nrt.train.runs import find_checkpoint, run_dir_of_checkpoint, saved_config_value
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +47,7 @@ class PredictResult:
 
     output_dir: Path
     checkpoint: Path
-    scenes: list[Scene]
+    scenes: list[ScenePlan]
     evaluation: Path | None
     scores: list[Any]
 
@@ -91,9 +86,9 @@ def build_scenes(
     threshold: float,
     csv: Path,
     opener: Callable[[dict[str, Any], str], RowReader],
-) -> list[Scene]:
+) -> list[ScenePlan]:
     """Open every row once (so a missing layer fails now) and describe its grid, tiles, outputs."""
-    scenes: list[Scene] = []
+    scenes: list[ScenePlan] = []
     seen: dict[str, str] = {}
     for i, rec in enumerate(rows.to_dict("records")):
         row = {k: _clean(v) for k, v in rec.items()}
@@ -101,7 +96,7 @@ def build_scenes(
         context = f"{csv} (fire {fire}, {Path(str(row['lum_change'])).name})"
         reader = opener(row, context)
         try:
-            geo = GridInfo(reader.crs, reader.transform, reader.height, reader.width)  # type: ignore[attr-defined]
+            geo = RasterGrid(reader.crs, reader.transform, reader.width, reader.height)  # type: ignore[attr-defined]
             has_label = bool(getattr(reader, "has_label", row.get("binary_product") is not None))
         finally:
             reader.close()
@@ -125,13 +120,13 @@ def build_scenes(
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         scenes.append(
-            Scene(
+            ScenePlan(
                 index=i,
                 fire_id=fire,
                 row=row,
                 context=context,
                 geo=geo,
-                tiles=TileGrid.build(geo.height, geo.width, cfg.tile_size, cfg.overlap),
+                tiles=TileLayout.build(geo.height, geo.width, cfg.tile_size, cfg.overlap),
                 outputs=outputs,
                 has_label=has_label,
                 metadata=metadata,
@@ -141,10 +136,9 @@ def build_scenes(
 
 
 def predict(
-    cfg: DictConfig, opener: Callable[[dict[str, Any], str], RowReader] = open_aligned
+    conf: PredictConfig, opener: Callable[[dict[str, Any], str], RowReader] = AlignedRow
 ) -> PredictResult:
-    """Run prediction as ``cfg`` (a composed ``conf/predict.yaml``) says; return what it wrote."""
-    conf: PredictConfig = validate(cfg, PredictConfig)
+    """Run prediction as ``conf`` (the validated ``conf/predict.yaml``) says; return what it wrote."""
     # GDAL's block cache defaults to 5% of RAM and fills as a scene is read and written: bound it
     with rasterio.Env(GDAL_CACHEMAX=conf.gdal_cache_mb * 1024 * 1024):
         return _predict(conf, opener)
@@ -153,7 +147,7 @@ def predict(
 def _predict(
     conf: PredictConfig, opener: Callable[[dict[str, Any], str], RowReader]
 ) -> PredictResult:
-    ckpt_path = resolve_checkpoint(conf.ckpt, conf.run_dir, conf.paths.log_dir)
+    ckpt_path = find_checkpoint(conf.ckpt, conf.run_dir, conf.paths.log_dir, conf.train_task)
     info = read_checkpoint_info(ckpt_path)
     threshold = conf.threshold if conf.threshold is not None else info.threshold
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
@@ -170,9 +164,9 @@ def _predict(
         conf.overwrite,
     )
 
+    _check_channel_names(info)
     predictor = TilePredictor(load_module(ckpt_path, conf.module_class))
-    channels = _channels(scenes[0], opener)
-    check_channels(predictor, channels, min(conf.tile_size, 64), ckpt_path)
+    check_channels(predictor, CHANNELS, min(conf.tile_size, 64), ckpt_path)
 
     dataset = TileDataset(scenes, opener)
     loader = DataLoader(
@@ -217,28 +211,22 @@ def _predict(
 
 def _match_csv(conf: PredictConfig, ckpt: Path) -> Path:
     """``data.match_csv``, or by default the CSV the checkpoint was trained from (whose test fires
-    ``split=test`` names), else ``<paths.data_dir>/match.csv``."""
+    ``split=test`` names; from the run's resolved ``config.yaml``), else
+    ``<paths.data_dir>/match.csv``."""
     if conf.data.match_csv:
         return Path(conf.data.match_csv)
-    trained = training_match_csv(ckpt)
+    value = saved_config_value(run_dir_of_checkpoint(ckpt.resolve()), "data.match_csv")
+    trained = Path(str(value)) if value else None
     if trained is not None:
         log.info("match CSV of the training run: %s", trained)
         return trained
     return Path(conf.paths.data_dir) / "match.csv"
 
 
-def _channels(scene: Scene, opener: Callable[[dict[str, Any], str], RowReader]) -> int:
-    """Number of input layers a row gives (one pixel read)."""
-    from rasterio.windows import Window
-
-    reader = opener(scene.row, scene.context)
-    try:
-        image, _ = reader.read(Window(0, 0, 1, 1))
-    finally:
-        reader.close()
-    return int(image.shape[0])
-
-
-def run(cfg: DictConfig) -> PredictResult:
-    """Entry point of ``predict.py`` (after :func:`firedpy_nrt.cli.run_entry` validated ``cfg``)."""
-    return predict(cfg)
+def _check_channel_names(info: CheckpointInfo) -> None:
+    """A checkpoint that records its input layers must have been trained on the ones read here."""
+    if info.channels is not None and info.channels != list(CHANNELS):
+        raise DataError(
+            f"checkpoint {info.path} was trained on the layers {', '.join(info.channels)}; "
+            f"prediction reads {', '.join(CHANNELS)}"
+        )

@@ -62,7 +62,7 @@ def blend_window(length: int, kind: str, overlap: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class TileGrid:
+class TileLayout:
     """The tiles covering a ``height x width`` raster, in row-major order."""
 
     height: int
@@ -73,7 +73,7 @@ class TileGrid:
     col_offsets: tuple[int, ...]
 
     @classmethod
-    def build(cls, height: int, width: int, tile_size: int, overlap: int) -> TileGrid:
+    def build(cls, height: int, width: int, tile_size: int, overlap: int) -> TileLayout:
         return cls(
             height=height,
             width=width,
@@ -111,7 +111,7 @@ class TileGrid:
             yield self.window(i)
 
 
-def weight_sums(grid: TileGrid, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def weight_sums(grid: TileLayout, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-row and per-column sums of the blending windows: the weight at (y, x) is their product."""
     wr = blend_window(grid.tile_height, kind, grid.overlap)
     wc = blend_window(grid.tile_width, kind, grid.overlap)
@@ -137,7 +137,7 @@ class BandAccumulator:
     the sum is then simply absent from its rows. Memory: one ``tile_height x width`` float64 band.
     """
 
-    def __init__(self, grid: TileGrid, kind: str, sink: RowSink) -> None:
+    def __init__(self, grid: TileLayout, kind: str, sink: RowSink) -> None:
         self.grid = grid
         self.sink = sink
         self._wr = blend_window(grid.tile_height, kind, grid.overlap)

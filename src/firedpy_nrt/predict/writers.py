@@ -1,15 +1,15 @@
 """Prediction output files: HDF5, Cloud-Optimized GeoTIFF and PNG quicklook, written atomically.
 
 Rows arrive band by band (see :mod:`firedpy_nrt.predict.tiling`) and go straight to chunked HDF5
-datasets and a tiled GeoTIFF, so no writer holds a whole scene. Every file is written under
-``<name>.tmp`` and renamed when complete; a failed run leaves finished outputs untouched.
+datasets and a tiled GeoTIFF (:class:`firedpy_nrt.geotiff.GeoTiffWriter`), so no writer holds a
+whole scene. Every file is written under a temporary name from :mod:`firedpy_nrt.atomic` and
+renamed when complete; a failed run leaves finished outputs untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,31 +17,16 @@ from typing import Any
 
 import h5py
 import numpy as np
-import rasterio
-import rasterio.shutil
-from affine import Affine
-from rasterio.crs import CRS
 
+from firedpy_nrt.atomic import publish, remove, temporary
 from firedpy_nrt.errors import DataError
+from firedpy_nrt.geotiff import GeoTiffWriter
+from firedpy_nrt.raster_grid import RasterGrid
 
 #: Value of ``mask`` where the luminance-change raster is nodata.
 MASK_NODATA = 255
 #: Edge of HDF5 chunks and GeoTIFF blocks (pixels).
 CHUNK = 256
-
-
-@dataclass(frozen=True)
-class GridInfo:
-    """The reference grid (the luminance-change raster's) that every output shares."""
-
-    crs: CRS | None
-    transform: Affine
-    height: int
-    width: int
-
-    @property
-    def crs_wkt(self) -> str:
-        return self.crs.to_wkt() if self.crs is not None else ""
 
 
 @dataclass(frozen=True)
@@ -62,11 +47,6 @@ class OutputPaths:
         return iter((self.h5, self.tif, self.png))
 
 
-def temporary(path: Path) -> Path:
-    """Where ``path`` is written before it is complete."""
-    return path.with_name(path.name + ".tmp")
-
-
 def check_free(paths: Iterable[Path], overwrite: bool) -> None:
     """Refuse to start when a finished output exists and ``overwrite`` is false."""
     if overwrite:
@@ -76,12 +56,7 @@ def check_free(paths: Iterable[Path], overwrite: bool) -> None:
             raise DataError(f"output {path} exists; set overwrite=true to replace it")
 
 
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def _chunks(grid: GridInfo) -> tuple[int, int]:
+def _chunks(grid: RasterGrid) -> tuple[int, int]:
     return (min(CHUNK, grid.height), min(CHUNK, grid.width))
 
 
@@ -92,7 +67,7 @@ class HDF5Writer:
     ``width``, ``height``) and ``metadata`` (attrs from ``metadata``; lists become string arrays).
     """
 
-    def __init__(self, path: Path, grid: GridInfo, metadata: dict[str, Any]) -> None:
+    def __init__(self, path: Path, grid: RasterGrid, metadata: dict[str, Any]) -> None:
         self.path = Path(path)
         self.grid = grid
         self._tmp = temporary(self.path)
@@ -130,16 +105,12 @@ class HDF5Writer:
 
     def publish(self) -> None:
         """Give the finished file its name."""
-        os.replace(self._tmp, self.path)
-
-    def commit(self) -> None:
-        self.finish()
-        self.publish()
+        publish(self._tmp, self.path)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self._file.close()
-        _unlink(self._tmp)
+        remove(self._tmp)
 
 
 def _attr(value: Any) -> Any:
@@ -150,78 +121,6 @@ def _attr(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return np.asarray(["" if v is None else str(v) for v in value], dtype=h5py.string_dtype())
     return value
-
-
-class COGWriter:
-    """Probability as a Cloud-Optimized GeoTIFF: rows stream into a tiled GTiff, then GDAL's COG
-    driver copies it (adding overviews) block by block."""
-
-    def __init__(self, path: Path, grid: GridInfo) -> None:
-        self.path = Path(path)
-        self._stream = self.path.with_name(self.path.name + ".stream.tmp")
-        self._tmp = temporary(self.path)
-        self._stream.parent.mkdir(parents=True, exist_ok=True)
-        self._ds = rasterio.open(
-            self._stream,
-            "w",
-            driver="GTiff",
-            height=grid.height,
-            width=grid.width,
-            count=1,
-            dtype="float32",
-            crs=grid.crs,
-            transform=grid.transform,
-            nodata=float("nan"),
-            tiled=True,
-            blockxsize=CHUNK,
-            blockysize=CHUNK,
-            compress="zstd",  # a temporary file: the fastest codec (6x faster than deflate here)
-            zstd_level=1,
-            BIGTIFF="IF_SAFER",
-            NUM_THREADS="ALL_CPUS",
-        )
-
-    def write_rows(self, y0: int, prediction: np.ndarray) -> None:
-        h, w = prediction.shape
-        self._ds.write(prediction, 1, window=rasterio.windows.Window(0, y0, w, h))
-
-    def finish(self) -> None:
-        """Copy the streamed GeoTIFF into the COG, still under its temporary name."""
-        self._ds.close()
-        try:
-            rasterio.shutil.copy(
-                self._stream,
-                self._tmp,
-                driver="COG",
-                # DEFLATE for every reader; level 1 with the float predictor is as small as the
-                # default level 6 on probability maps (+1.5%) and a third faster
-                COMPRESS="DEFLATE",
-                LEVEL=1,
-                PREDICTOR="YES",
-                BLOCKSIZE=CHUNK,
-                OVERVIEW_RESAMPLING="AVERAGE",
-                BIGTIFF="IF_SAFER",
-                NUM_THREADS="ALL_CPUS",
-            )
-        except BaseException:
-            _unlink(self._tmp)
-            raise
-        finally:
-            _unlink(self._stream)
-
-    def publish(self) -> None:
-        """Give the finished COG its name."""
-        os.replace(self._tmp, self.path)
-
-    def commit(self) -> None:
-        self.finish()
-        self.publish()
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self._ds.close()
-        _unlink(self._stream)
-        _unlink(self._tmp)
 
 
 class Thumbnail:
@@ -249,7 +148,8 @@ def write_quicklook(
     title: str,
     threshold: float,
 ) -> None:
-    """PNG of dNBR, burned probability (with its ``threshold`` contour) and, if given, the label."""
+    """PNG of dNBR, burned probability (with its ``threshold`` contour) and, if given, the label,
+    written to ``path`` as it is (the caller gives a temporary name and publishes it)."""
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
@@ -284,10 +184,11 @@ def write_quicklook(
         if name.startswith("label"):
             bar.set_ticks([0.25, 0.75], labels=["unburned", "burned"])
     fig.suptitle(title, fontsize=10)
-    tmp = temporary(Path(path))
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        _unlink(tmp)
+    fig.savefig(path, format="png", bbox_inches="tight")
+
+
+def probability_cog(path: Path, grid: RasterGrid) -> GeoTiffWriter:
+    """The writer of a scene's probability COG (float32, NaN = nodata)."""
+    # DEFLATE level 1 with the float predictor is as small as the default level 6 on probability
+    # maps (+1.5%) and a third faster
+    return GeoTiffWriter(path, grid, "float32", nodata=float("nan"), block=CHUNK, level=1)

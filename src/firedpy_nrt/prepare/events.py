@@ -22,6 +22,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 from shapely.geometry.base import BaseGeometry
 
+from firedpy_nrt.data.layers import normalise_fire_id
 from firedpy_nrt.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -42,22 +43,6 @@ class FireEvent:
     ig_date: dt.date
     last_date: dt.date
     geometry: BaseGeometry
-
-
-def normalise_id(value: Any) -> str:
-    """Turn an event id (``9844``, ``"9844"``, ``9844.0``, ``" 09844 "``) into its digit string."""
-    if isinstance(value, bool):
-        raise ValueError(f"not an event id: {value!r}")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"not an event id: {value!r}")
-        value = int(value)
-    text = str(value).strip()
-    if text.endswith(".0") and text[:-2].isdigit():
-        text = text[:-2]
-    if not text.isdigit():
-        raise ValueError(f"not an event id: {value!r}")
-    return str(int(text))
 
 
 def _parse_crs(crs: Any, source: str) -> CRS:
@@ -188,7 +173,7 @@ def read_events(
     wanted: list[str] | None = None
     if ids:
         try:
-            wanted = list(dict.fromkeys(normalise_id(i) for i in ids))
+            wanted = list(dict.fromkeys(normalise_fire_id(i, strict=True) for i in ids))
         except ValueError as exc:
             raise DataError(f"event_ids: {exc}") from None
 
@@ -202,7 +187,7 @@ def read_events(
     for i, record in enumerate(frame.to_dict("records")):
         row = i + 2 if suffix == ".csv" else i + 1
         try:
-            event_id = normalise_id(record["id"])
+            event_id = normalise_fire_id(record["id"], strict=True)
         except ValueError:
             raise DataError(f"{path}: row {row}: column 'id' is not an event id") from None
         if wanted is not None and event_id not in wanted:

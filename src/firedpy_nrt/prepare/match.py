@@ -29,11 +29,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from firedpy_nrt.config import validate
-from firedpy_nrt.config.prepare import MatchConfig
+from firedpy_nrt.config.prepare import PrepareConfig
 from firedpy_nrt.data.layers import REQUIRED_GROUPS, compile_patterns, is_companion
 from firedpy_nrt.data.match_csv import (
     COLUMNS,
@@ -456,16 +454,6 @@ def match_names(
 # --------------------------------------------------------------------------- the prepare stage
 
 
-def match_config(cfg: DictConfig) -> MatchConfig:
-    """The ``match`` node of a prepare config (or a bare match node) as a checked MatchConfig."""
-    node = cfg.match if "match" in cfg else cfg
-    container = OmegaConf.to_container(node, resolve=True)
-    try:
-        return validate(OmegaConf.create(container), MatchConfig)
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("config key '", "config key 'match.", 1)) from None
-
-
 def _list_files(folder: Path, recursive: bool) -> list[str]:
     """Files in ``folder`` (and below when ``recursive``), without hidden, temporary or side-car files."""
     found: list[str] = []
@@ -554,10 +542,10 @@ def _unmatched_text(frame: pd.DataFrame, path: Path) -> str:
     return csv_text(UNMATCHED_COLUMNS, rows)
 
 
-def run_stage(cfg: DictConfig) -> StageResult:
+def run_stage(cfg: PrepareConfig) -> StageResult:
     """List the four layer folders, match them, write ``match.output_csv`` and ``unmatched.csv``."""
-    mcfg = match_config(cfg)
-    overwrite = bool(cfg.get("overwrite", False)) if "match" in cfg else False
+    mcfg = cfg.match
+    overwrite = cfg.overwrite
     result = StageResult(stage="match")
     dirs: dict[str, Path] = {}
     for kind in KINDS:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig
+if TYPE_CHECKING:
+    from firedpy_nrt.config.prepare import PrepareConfig
+
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ class StageResult:
         )
 
 
-def run(cfg: DictConfig) -> int:
+def run(cfg: PrepareConfig) -> int:
     """Run every stage; return 0 when nothing failed, 1 otherwise (so wrappers can retry)."""
     results: list[StageResult] = []
     for name in cfg.stages:

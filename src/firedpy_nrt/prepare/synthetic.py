@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -33,11 +32,10 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from omegaconf import DictConfig, OmegaConf
 from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.features import rasterize
-from rasterio.transform import Affine, from_origin
+from rasterio.transform import from_origin
 from rasterio.warp import reproject, transform_bounds
 from shapely import affinity
 from shapely.geometry import Polygon, box, mapping
@@ -45,9 +43,8 @@ from shapely.ops import transform as shapely_transform
 from shapely.ops import unary_union
 from tqdm import tqdm
 
-from firedpy_nrt.atomic import replace_dir
-from firedpy_nrt.config import validate
-from firedpy_nrt.config.prepare import SyntheticConfig
+from firedpy_nrt.atomic import replace_dir, staging_dir
+from firedpy_nrt.config.prepare import PrepareConfig, SyntheticConfig
 from firedpy_nrt.data.layers import (
     SENSORS,
     binary_product_name,
@@ -56,8 +53,10 @@ from firedpy_nrt.data.layers import (
     lum_change_name,
     resolution_label,
 )
-from firedpy_nrt.errors import ConfigError, DataError
+from firedpy_nrt.errors import DataError
+from firedpy_nrt.geotiff import write_geotiff
 from firedpy_nrt.prepare.pipeline import StageResult
+from firedpy_nrt.raster_grid import RasterGrid
 
 log = logging.getLogger(__name__)
 
@@ -159,16 +158,6 @@ def _overpass(day: date, lon: float, sensor: str) -> datetime:
 # ----------------------------------------------------------------------------- one fire
 
 
-@dataclass
-class Grid:
-    """A raster grid: CRS, affine transform and size in pixels."""
-
-    crs: str
-    transform: Affine
-    width: int
-    height: int
-
-
 class _Fire:
     """The hidden truth of one fire and the layers observed from it."""
 
@@ -188,8 +177,10 @@ class _Fire:
         n = cfg.size
         t = n * _TRUTH
         px = cfg.sar_pixel_m
-        self.sar = Grid(self.crs, from_origin(self.x0, self.y0, px, px), n, n)
-        self.truth = Grid(self.crs, from_origin(self.x0, self.y0, px / _TRUTH, px / _TRUTH), t, t)
+        self.sar = RasterGrid(self.crs, from_origin(self.x0, self.y0, px, px), n, n)
+        self.truth = RasterGrid(
+            self.crs, from_origin(self.x0, self.y0, px / _TRUTH, px / _TRUTH), t, t
+        )
         # fire dates and the Sentinel-1 acquisitions around them
         self.ig = start + timedelta(days=int(rng.integers(0, 91)))
         first_post = self.ig + timedelta(days=int(rng.integers(1, REVISIT_DAYS)))
@@ -229,7 +220,7 @@ class _Fire:
         self.x0 = round((e - half) / px) * px
         self.y0 = round((nn + half) / px) * px
 
-    def _coords(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    def _coords(self, grid: RasterGrid) -> tuple[np.ndarray, np.ndarray]:
         """Scene coordinates in [0, 1] of the pixel centres of a grid in the SAR CRS."""
         u = (np.arange(grid.width) + 0.5) / grid.width
         v = (np.arange(grid.height) + 0.5) / grid.height
@@ -242,7 +233,7 @@ class _Fire:
         self.edge_normal = (math.cos(ang), math.sin(ang))
         self.edge_cut = float(rng.uniform(0.0, self.cfg.nodata_edge))
 
-    def _valid(self, grid: Grid, jitter: float = 0.0) -> np.ndarray:
+    def _valid(self, grid: RasterGrid, jitter: float = 0.0) -> np.ndarray:
         u, v = self._coords(grid)
         proj = (u - 0.5) * self.edge_normal[0] + (v - 0.5) * self.edge_normal[1]
         if self.edge_cut <= 0:
@@ -250,7 +241,7 @@ class _Fire:
         limit = np.quantile(proj, 1.0 - self.edge_cut) + jitter
         return proj <= limit
 
-    def _raster(self, geom: Any, grid: Grid) -> np.ndarray:
+    def _raster(self, geom: Any, grid: RasterGrid) -> np.ndarray:
         if geom.is_empty:
             return np.zeros((grid.height, grid.width), dtype=bool)
         return rasterize(
@@ -399,7 +390,7 @@ class _Fire:
         coh = np.where(valid, coh, np.nan).astype(np.float32)
         return lum, coh, label
 
-    def dnbr_grid(self, res: float) -> Grid:
+    def dnbr_grid(self, res: float) -> RasterGrid:
         """A dNBR product grid (its own CRS and pixel size) that covers the SAR scene."""
         extent = self.cfg.size * self.cfg.sar_pixel_m
         crs = f"EPSG:{self.dnbr_epsg}"
@@ -411,9 +402,11 @@ class _Fire:
         top = math.ceil(top / res) * res + 2 * res
         width = math.ceil((right - left) / res) + 2
         height = math.ceil((top - bottom) / res) + 2
-        return Grid(crs, from_origin(left, top, res, res), width, height)
+        return RasterGrid(crs, from_origin(left, top, res, res), width, height)
 
-    def dnbr(self, t1: date, t2: date, res: float, cloud: float) -> tuple[np.ndarray, Grid, float]:
+    def dnbr(
+        self, t1: date, t2: date, res: float, cloud: float
+    ) -> tuple[np.ndarray, RasterGrid, float]:
         """dNBR of a (pre t1, post t2) product on its grid, with clouds as NaN."""
         rng, cfg = self.rng, self.cfg
         burned = self.burned_by(t2) & ~self.burned_by(t1)
@@ -444,7 +437,7 @@ class _Fire:
         covered = np.isfinite(out).sum() + clouds.sum()
         return out, grid, float(clouds.sum() / max(covered, 1))
 
-    def water_on(self, grid: Grid) -> np.ndarray:
+    def water_on(self, grid: RasterGrid) -> np.ndarray:
         out = np.zeros((grid.height, grid.width), dtype=np.float32)
         reproject(
             self.water.astype(np.float32),
@@ -459,32 +452,6 @@ class _Fire:
 
 
 # ----------------------------------------------------------------------------- writing
-
-
-def write_geotiff(path: Path, array: np.ndarray, grid: Grid, nodata: float | int) -> Path:
-    """A single-band tiled, deflate-compressed GeoTIFF (written to ``.tmp``, then renamed)."""
-    # 256-pixel tiles; small rasters still get at least 2 x 2 tiles (multiples of 16, as GDAL wants)
-    block = min(256, max(16, 16 * math.ceil(max(grid.width, grid.height) / 32)))
-    profile = {
-        "driver": "GTiff",
-        "width": grid.width,
-        "height": grid.height,
-        "count": 1,
-        "dtype": array.dtype.name,
-        "crs": grid.crs,
-        "transform": grid.transform,
-        "nodata": nodata,
-        "tiled": True,
-        "blockxsize": block,
-        "blockysize": block,
-        "compress": "deflate",
-        "predictor": 3 if array.dtype.kind == "f" else 2,
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    with rasterio.open(tmp, "w", **profile) as ds:
-        ds.write(array, 1)
-    os.replace(tmp, path)
-    return path
 
 
 def _fire_ids(rng: np.random.Generator, n: int) -> list[str]:
@@ -618,16 +585,6 @@ def _write_events(events: list[dict[str, Any]], out_dir: Path) -> None:
 # ----------------------------------------------------------------------------- the stage
 
 
-def synthetic_config(cfg: DictConfig) -> SyntheticConfig:
-    """The ``synthetic`` node of a prepare config as a checked SyntheticConfig."""
-    node = cfg.synthetic if "synthetic" in cfg else cfg
-    container = OmegaConf.to_container(node, resolve=True)
-    try:
-        return validate(OmegaConf.create(container), SyntheticConfig)
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("config key '", "config key 'synthetic.", 1)) from None
-
-
 def _settings(scfg: SyntheticConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(scfg)))
 
@@ -644,16 +601,16 @@ def _complete(out: Path, scfg: SyntheticConfig) -> bool:
     return bool(files) and all((out / f).is_file() for f in files) and (out / EVENTS).is_file()
 
 
-def run_stage(cfg: DictConfig) -> StageResult:
+def run_stage(cfg: PrepareConfig) -> StageResult:
     """Write ``<paths.data_dir>/synthetic``; kept as is when already made with the same settings.
 
     The dataset is generated in a temporary folder and renamed into place, so an interrupted run
     never leaves half a dataset that looks finished. An existing dataset made with other settings
     is replaced only with ``overwrite=true``.
     """
-    scfg = synthetic_config(cfg)
-    overwrite = bool(cfg.get("overwrite", False))
-    out = Path(str(cfg.paths.data_dir)).expanduser().absolute() / "synthetic"
+    scfg = cfg.synthetic
+    overwrite = cfg.overwrite
+    out = Path(cfg.paths.data_dir).expanduser().absolute() / "synthetic"
     result = StageResult(stage="synthetic")
     if out.exists():
         if _complete(out, scfg) and not overwrite:
@@ -665,14 +622,14 @@ def run_stage(cfg: DictConfig) -> StageResult:
                 f"{out} already exists but was made with other settings or is incomplete; "
                 "pass overwrite=true to regenerate it, or choose another paths.data_dir"
             )
-    tmp = out.with_name(".synthetic.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    summaries = generate(scfg, tmp)
-    manifest = {"settings": _settings(scfg), "fires": [asdict(s) for s in summaries]}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    replace_dir(tmp, out)
+    tmp = staging_dir(out)
+    try:
+        summaries = generate(scfg, tmp)
+        manifest = {"settings": _settings(scfg), "fires": [asdict(s) for s in summaries]}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     n_files = sum(len(s.files) for s in summaries)
     log.info(
         "synthetic: wrote %d fires (%d rasters) and %s under %s",

@@ -14,10 +14,10 @@ from firedpy_nrt.errors import DataError
 from firedpy_nrt.prepare.dnbr.grid import (
     READ_OPTIONS,
     BlockReader,
-    Grid,
     GridReader,
     LatticeUpsampler,
 )
+from firedpy_nrt.raster_grid import RasterGrid
 
 from .conftest import S2_CRS, S2_DIR, S2_N20, S2_X0, S2_Y0, _read_crop
 
@@ -33,7 +33,7 @@ def b12(tmp_path):
         crs=S2_CRS, transform=Affine(20, 0, S2_X0, 0, -20, S2_Y0), nodata=0,
     ) as dst:  # fmt: skip
         dst.write(a, 1)
-    grid = Grid(rasterio.crs.CRS.from_user_input(S2_CRS),
+    grid = RasterGrid(rasterio.crs.CRS.from_user_input(S2_CRS),
                 Affine(10, 0, S2_X0 + 30, 0, -10, S2_Y0 - 50), 2 * S2_N20, 2 * S2_N20)  # fmt: skip
     return path, grid
 
@@ -68,7 +68,7 @@ def test_lattice_upsampling_matches_gdal_warper(b12, resampling):
 
 def test_other_grids_go_through_the_warper(b12):
     path, grid = b12
-    odd = Grid(grid.crs, Affine(15, 0, S2_X0, 0, -15, S2_Y0), 40, 40)
+    odd = RasterGrid(grid.crs, Affine(15, 0, S2_X0, 0, -15, S2_Y0), 40, 40)
     with GridReader(odd) as reader:
         reader.add("b", str(path), "P")
         assert isinstance(reader._open["b"], WarpedVRT)
@@ -115,7 +115,7 @@ def test_corrupt_jpeg2000_tile_raises_under_the_stage_read_options(tmp_path):
         dst.write(a, 1)
     path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.6)])
     with rasterio.open(path) as src:
-        grid = Grid.of(src)
+        grid = RasterGrid.of(src)
     with rasterio.Env(**READ_OPTIONS), GridReader(grid) as reader:
         reader.add("b", str(path), "PRODUCT")
         with pytest.raises(DataError, match="^PRODUCT: cannot read cut.jp2"):

@@ -13,16 +13,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import rasterio
-from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from firedpy_nrt.config.dnbr import DnbrConfig
+from firedpy_nrt.config.prepare import PrepareConfig
 from firedpy_nrt.errors import ConfigError, DataError
 from firedpy_nrt.prepare.dnbr import landsat, sentinel2
 from firedpy_nrt.prepare.dnbr.compute import process_pair
 from firedpy_nrt.prepare.dnbr.grid import READ_OPTIONS
 from firedpy_nrt.prepare.dnbr.pairing import Event, choose
-from firedpy_nrt.prepare.dnbr.scene import Scene
+from firedpy_nrt.prepare.dnbr.scene import OpticalScene
 from firedpy_nrt.prepare.pipeline import StageResult
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,11 @@ def _product_key(name: str) -> str:
     return name
 
 
-def find_scenes(fire_dir: Path, satellite: str, cfg: DnbrConfig) -> tuple[list[Scene], list[str]]:
+def find_scenes(
+    fire_dir: Path, satellite: str, cfg: DnbrConfig
+) -> tuple[list[OpticalScene], list[str]]:
     """Every readable product under ``fire_dir``'s sensor folders, and a message per unusable one."""
-    scenes: list[Scene] = []
+    scenes: list[OpticalScene] = []
     failures: list[str] = []
     for folder in FOLDERS[satellite]:
         root = fire_dir / folder
@@ -111,21 +113,15 @@ def process_events(
     return result
 
 
-def dnbr_config(cfg: DictConfig) -> DnbrConfig:
-    """The resolved ``dnbr`` node of the prepare config as its dataclass."""
-    node = OmegaConf.to_container(cfg.dnbr, resolve=True)
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DnbrConfig), node))
-
-
-def run_stage(cfg: DictConfig) -> StageResult:
+def run_stage(cfg: PrepareConfig) -> StageResult:
     """Stage entry for ``prepare.py stages=[dnbr]``: events from ``events``/``event_ids``."""
-    if not cfg.get("events"):
+    if not cfg.events:
         raise ConfigError(
             "config key 'events': the dnbr stage needs the FIREDpy event table "
             "(ignition and last dates, polygons) to pair scenes"
         )
     from firedpy_nrt.prepare.events import read_events
 
-    ids = [str(i) for i in cfg.get("event_ids") or []] or None
-    events = read_events(Path(cfg.events), ids, crs=cfg.get("events_crs"))
-    return process_events(events, dnbr_config(cfg), cfg.get("satellite", "sentinel"), cfg.overwrite)
+    ids = [str(i) for i in cfg.event_ids] or None
+    events = read_events(Path(cfg.events), ids, crs=cfg.events_crs)
+    return process_events(events, cfg.dnbr, cfg.satellite, cfg.overwrite)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -21,17 +22,21 @@ from rasterio.errors import RasterioError
 from rasterio.features import geometry_mask
 from rasterio.windows import Window
 
+from firedpy_nrt.atomic import remove, temporary
 from firedpy_nrt.config.dnbr import DnbrConfig
 from firedpy_nrt.data.layers import dnbr_name, resolution_label, rgb_name
 from firedpy_nrt.errors import DataError
-from firedpy_nrt.prepare.dnbr.cog import CogWriter
-from firedpy_nrt.prepare.dnbr.grid import Grid, GridReader, overlaps, to_grid_crs
+from firedpy_nrt.geotiff import GeoTiffWriter
+from firedpy_nrt.prepare.dnbr.grid import GridReader, overlaps, to_grid_crs
 from firedpy_nrt.prepare.dnbr.pairing import Event, Pair
-from firedpy_nrt.prepare.dnbr.scene import RGB_ROLES, Scene
+from firedpy_nrt.prepare.dnbr.scene import RGB_ROLES, OpticalScene
+from firedpy_nrt.raster_grid import RasterGrid
 
 log = logging.getLogger(__name__)
 
 MASK_NODATA = 255
+#: Block edge of the stage's outputs and work files (pixels).
+WORK_BLOCK = 512
 #: USGS severity class names (values 1..7) written into the severity raster's tags.
 SEVERITY_CLASSES = (
     "enhanced regrowth, high",
@@ -80,7 +85,7 @@ def severity(dnbr: np.ndarray, breaks: list[float]) -> np.ndarray:
     return out
 
 
-def _scene_nbr(reader: GridReader, scene: Scene, tag: str, window: Window) -> np.ndarray:
+def _scene_nbr(reader: GridReader, scene: OpticalScene, tag: str, window: Window) -> np.ndarray:
     nir, swir = scene.band("nir"), scene.band("swir")
     value = nbr(
         nir.reflectance(reader.read(f"{tag}.nir", window)),
@@ -90,18 +95,18 @@ def _scene_nbr(reader: GridReader, scene: Scene, tag: str, window: Window) -> np
     return value
 
 
-def _grid_of(path: str, product: str) -> Grid:
+def _grid_of(path: str, product: str) -> RasterGrid:
     try:
         with rasterio.open(path) as ds:
             if ds.crs is None:
                 raise DataError(f"{product}: {path.rsplit('/', 1)[-1]} has no CRS")
-            return Grid.of(ds)
+            return RasterGrid.of(ds)
     except RasterioError as exc:
         msg = (str(exc).splitlines() or ["unreadable"])[0]
         raise DataError(f"{product}: cannot open {path.rsplit('/', 1)[-1]} ({msg})") from None
 
 
-def output_grids(pre: Scene, resolution: float | None) -> tuple[Grid, Grid]:
+def output_grids(pre: OpticalScene, resolution: float | None) -> tuple[RasterGrid, RasterGrid]:
     """The native NBR grid (pre scene's NIR band) and the output grid at ``resolution``."""
     native = _grid_of(pre.band("nir").path, pre.product)
     if resolution is None or resolution <= native.res * (1 + 1e-9):
@@ -123,31 +128,38 @@ def _timestamp(t: datetime) -> datetime:
 class _Products:
     """The dNBR, mask and severity writers of one pair (only those still to write)."""
 
-    def __init__(self, paths: dict[str, Path], grid: Grid, cfg: DnbrConfig, tags: dict[str, str]):
+    def __init__(
+        self, paths: dict[str, Path], grid: RasterGrid, cfg: DnbrConfig, tags: dict[str, str]
+    ):
         self.cfg = cfg
-        self.writers: dict[str, CogWriter] = {}
+        self.writers: dict[str, GeoTiffWriter] = {}
+        try:
+            self._open(paths, grid, cfg, tags)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _open(self, paths: dict[str, Path], grid: RasterGrid, cfg: DnbrConfig, tags: dict) -> None:
         if "dnbr" in paths:
-            self.writers["dnbr"] = CogWriter(
+            self.writers["dnbr"] = _cog(
                 paths["dnbr"], grid, "float32", nodata=float("nan"), tags=tags,
                 descriptions=("dNBR",), threads=cfg.threads,
             )  # fmt: skip
         if "mask" in paths:
-            self.writers["mask"] = CogWriter(
+            self.writers["mask"] = _cog(
                 paths["mask"], grid, "uint8", nodata=MASK_NODATA, overview_resampling="NEAREST",
                 tags={**tags, "threshold": str(cfg.threshold), "values": "1 burned, 0 unburned"},
                 descriptions=("burn mask",), threads=cfg.threads,
             )  # fmt: skip
         if "severity" in paths:
             classes = {str(i + 1): name for i, name in enumerate(SEVERITY_CLASSES)}
-            self.writers["severity"] = CogWriter(
+            self.writers["severity"] = _cog(
                 paths["severity"], grid, "uint8", nodata=MASK_NODATA, overview_resampling="NEAREST",
                 tags={**tags, **classes, "breaks": str(cfg.severity_breaks)},
                 descriptions=("USGS burn severity class",), threads=cfg.threads,
             )  # fmt: skip
 
     def __enter__(self) -> _Products:
-        for w in self.writers.values():
-            w.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -163,7 +175,15 @@ class _Products:
             self.writers["severity"].write(severity(dnbr, self.cfg.severity_breaks), window)
 
     def commit(self) -> list[Path]:
-        return [w.commit() for w in self.writers.values()]
+        """Finish every product, then give them their names together."""
+        for w in self.writers.values():
+            w.finish()
+        return [w.publish() for w in self.writers.values()]
+
+
+def _cog(path: Path, grid: RasterGrid, dtype: str, **options: Any) -> GeoTiffWriter:
+    """A dNBR-stage COG: 512-pixel blocks (GDAL's JPEG 2000 tiles read fastest that way)."""
+    return GeoTiffWriter(path, grid, dtype, block=WORK_BLOCK, **options)
 
 
 def process_pair(
@@ -210,7 +230,7 @@ def process_pair(
     return outcome
 
 
-def _open_pair(reader: GridReader, pre: Scene, post: Scene) -> None:
+def _open_pair(reader: GridReader, pre: OpticalScene, post: OpticalScene) -> None:
     for tag, scene in (("pre", pre), ("post", post)):
         for role in ("nir", "swir"):
             band = scene.band(role)
@@ -218,20 +238,12 @@ def _open_pair(reader: GridReader, pre: Scene, post: Scene) -> None:
         reader.add(f"{tag}.q", scene.quality.path, scene.product, Resampling.nearest, None)
 
 
-def _native_work_file(path: Path, grid: Grid) -> rasterio.io.DatasetWriter:
-    return rasterio.open(
-        path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
-        dtype="float32", crs=grid.crs, transform=grid.transform, nodata=float("nan"),
-        tiled=True, blockxsize=512, blockysize=512, BIGTIFF="IF_SAFER",
-    )  # fmt: skip
-
-
 def _write_dnbr(
     pair: Pair,
     event: Event,
     cfg: DnbrConfig,
-    native: Grid,
-    out_grid: Grid,
+    native: RasterGrid,
+    out_grid: RasterGrid,
     todo: dict[str, Path],
     tags: dict[str, str],
 ) -> list[Path]:
@@ -239,13 +251,19 @@ def _write_dnbr(
     clip = to_grid_crs(event.geometry, native.crs, cfg.pairing.buffer_m) if cfg.clip else None
     coarse = not out_grid.same_as(native)
     first = next(iter(todo.values()))
-    native_tmp = first.with_name(first.name + ".native.tmp")
+    native_tmp = temporary(first, ".native")
     valid = 0
     try:
         with GridReader(native) as reader, _Products(todo, out_grid, cfg, tags) as products:
             _open_pair(reader, pre, post)
             # Coarse output: the native dNBR goes to a work file, then is averaged into the output.
-            sink = _native_work_file(native_tmp, native) if coarse else None
+            sink = (
+                GeoTiffWriter(
+                    native_tmp, native, "float32", nodata=float("nan"), cog=False, block=WORK_BLOCK
+                )
+                if coarse
+                else None
+            )
             try:
                 for window in native.windows(cfg.block_size):
                     dnbr = _scene_nbr(reader, pre, "pre", window)
@@ -259,12 +277,14 @@ def _write_dnbr(
                         dnbr[outside] = np.nan
                     valid += int(np.count_nonzero(~np.isnan(dnbr)))
                     if sink is not None:
-                        sink.write(dnbr, 1, window=window)
+                        sink.write(dnbr, window)
                     else:
                         products.write(dnbr, window)
+                if sink is not None:
+                    sink.commit()
             finally:
                 if sink is not None:
-                    sink.close()
+                    sink.abort()
             if valid == 0:
                 raise DataError(
                     f"{pre.product} and {post.product} share no valid pixel "
@@ -279,7 +299,7 @@ def _write_dnbr(
                         products.write(coarse_reader.read("d", window), window)
             written = products.commit()
     finally:
-        native_tmp.unlink(missing_ok=True)
+        remove(native_tmp)
     log.info(
         "fire %s: %s -> %s, %d valid pixels at %s m",
         event.id,
@@ -291,14 +311,14 @@ def _write_dnbr(
     return written
 
 
-def write_rgb(scene: Scene, grid: Grid, cfg: DnbrConfig, path: Path) -> Path:
+def write_rgb(scene: OpticalScene, grid: RasterGrid, cfg: DnbrConfig, path: Path) -> Path:
     """The scene's red, green, blue on ``grid``: float32 reflectance or a stretched 8-bit quicklook."""
     bands = [scene.band(role) for role in RGB_ROLES]
     quicklook = cfg.rgb.mode == "quicklook"
     lo, hi = cfg.rgb.stretch
     with (
         GridReader(grid) as reader,
-        CogWriter(
+        _cog(
             path,
             grid,
             "uint8" if quicklook else "float32",

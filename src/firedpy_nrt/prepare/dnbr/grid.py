@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 
 import numpy as np
 import rasterio
@@ -29,63 +27,12 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import transform as shapely_transform
 
 from firedpy_nrt.errors import DataError
+from firedpy_nrt.raster_grid import RasterGrid
 
 #: GDAL settings for every read of the stage. One decoding thread: GDAL's JPEG 2000 driver,
 #: decoding the tiles of a request in threads (its default), hands back zeros for a corrupt tile
 #: instead of failing, and zeros are nodata here: a broken product would pass as a cloudy one.
 READ_OPTIONS = {"GDAL_NUM_THREADS": "1"}
-
-
-@dataclass(frozen=True)
-class Grid:
-    """CRS, affine transform and shape of a north-up raster grid."""
-
-    crs: CRS
-    transform: Affine
-    width: int
-    height: int
-
-    @property
-    def res(self) -> float:
-        return abs(self.transform.a)
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        t = self.transform
-        left, top = t.c, t.f
-        return left, top + t.e * self.height, left + t.a * self.width, top
-
-    @classmethod
-    def of(cls, ds: rasterio.io.DatasetReaderBase) -> Grid:
-        return cls(ds.crs, ds.transform, ds.width, ds.height)
-
-    def same_as(self, other: Grid) -> bool:
-        tol = 1e-6 * self.res
-        return (
-            self.crs == other.crs
-            and self.width == other.width
-            and self.height == other.height
-            and all(
-                abs(a - b) <= tol
-                for a, b in zip(self.transform[:6], other.transform[:6], strict=True)
-            )
-        )
-
-    def coarsened(self, res: float) -> Grid:
-        """The grid covering the same area with pixels of ``res`` (>= the current) metres."""
-        left, bottom, right, top = self.bounds
-        width = max(1, math.ceil((right - left) / res - 1e-9))
-        height = max(1, math.ceil((top - bottom) / res - 1e-9))
-        return Grid(self.crs, Affine(res, 0.0, left, 0.0, -res, top), width, height)
-
-    def windows(self, block: int) -> Iterator[Window]:
-        """Row-major windows of at most ``block`` x ``block`` pixels covering the grid."""
-        for row in range(0, self.height, block):
-            for col in range(0, self.width, block):
-                yield Window(col, row, min(block, self.width - col), min(block, self.height - row))
-
-    def window_transform(self, window: Window) -> Affine:
-        return rasterio.windows.transform(window, self.transform)
 
 
 def to_grid_crs(geometry: BaseGeometry, crs: CRS, buffer_m: float) -> BaseGeometry:
@@ -98,14 +45,14 @@ def to_grid_crs(geometry: BaseGeometry, crs: CRS, buffer_m: float) -> BaseGeomet
     return geom
 
 
-def footprint(grid: Grid, crs: CRS) -> tuple[float, float, float, float]:
+def footprint(grid: RasterGrid, crs: CRS) -> tuple[float, float, float, float]:
     """``grid``'s bounds in ``crs`` (densified edges)."""
     if grid.crs == crs:
         return grid.bounds
     return rasterio.warp.transform_bounds(grid.crs, crs, *grid.bounds, densify_pts=21)
 
 
-def overlaps(a: Grid, b: Grid) -> bool:
+def overlaps(a: RasterGrid, b: RasterGrid) -> bool:
     """Whether two grids share any area (``b`` taken into ``a``'s CRS)."""
     al, ab, ar, at = a.bounds
     bl, bb, br, bt = footprint(b, a.crs)
@@ -182,7 +129,7 @@ class LatticeUpsampler:
     def __init__(
         self,
         src: rasterio.io.DatasetReaderBase,
-        grid: Grid,
+        grid: RasterGrid,
         k: int,
         bilinear: bool,
         nodata: float | None,
@@ -259,7 +206,7 @@ class LatticeUpsampler:
         return out
 
 
-def _integer_upsampling(src_grid: Grid, grid: Grid) -> int | None:
+def _integer_upsampling(src_grid: RasterGrid, grid: RasterGrid) -> int | None:
     """k when ``grid``'s pixels split ``src_grid``'s k x k on one lattice, else None."""
     if src_grid.crs != grid.crs or src_grid.transform.b or src_grid.transform.d:
         return None
@@ -280,7 +227,7 @@ class GridReader:
     the kernel and filled outside its extent.
     """
 
-    def __init__(self, grid: Grid) -> None:
+    def __init__(self, grid: RasterGrid) -> None:
         self.grid = grid
         self._stack = ExitStack()
         self._open: dict[str, object] = {}
@@ -299,14 +246,14 @@ class GridReader:
         product: str,
         resampling: Resampling = Resampling.bilinear,
         nodata: float | None = 0,
-    ) -> Grid:
+    ) -> RasterGrid:
         """Register ``path`` under ``key``; DataError naming ``product`` if GDAL cannot open it."""
         name = path.rsplit("/", 1)[-1]
         try:
             src = self._stack.enter_context(rasterio.open(path))
             if src.crs is None:
                 raise DataError(f"{product}: {name} has no CRS")
-            src_grid = Grid.of(src)
+            src_grid = RasterGrid.of(src)
             reader: object = src
             k = None if src_grid.same_as(self.grid) else _integer_upsampling(src_grid, self.grid)
             if src_grid.same_as(self.grid):

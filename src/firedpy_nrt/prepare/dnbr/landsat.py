@@ -15,7 +15,7 @@ from pathlib import Path
 
 from firedpy_nrt.config.dnbr import LandsatConfig
 from firedpy_nrt.errors import DataError
-from firedpy_nrt.prepare.dnbr.scene import Band, ProductFiles, QualityBand, Scene
+from firedpy_nrt.prepare.dnbr.scene import Band, OpticalScene, ProductFiles, QualityBand
 
 #: OLI band numbers of each role (Landsat 8 and 9).
 OLI_BANDS = {"nir": 5, "swir": 7, "red": 4, "green": 3, "blue": 2}
@@ -61,7 +61,7 @@ def _get(mtl: dict[str, str], key: str) -> str | None:
     return None
 
 
-def read_product(source: Path, cfg: LandsatConfig) -> Scene:
+def read_product(source: Path, cfg: LandsatConfig) -> OpticalScene:
     """Open a Landsat C2 L2 product folder or ``.tar``; DataError naming it when unusable."""
     files = ProductFiles(source)
     product = source.name
@@ -105,4 +105,4 @@ def read_product(source: Path, cfg: LandsatConfig) -> Scene:
         raise DataError(f"{product}: quality band QA_PIXEL is missing")
     quality = QualityBand(files.gdal_path(qa[0]), "bits", tuple(cfg.qa_mask_bits))
     tile = f"P{m.group('path')}R{m.group('row')}"
-    return Scene(product, source, sensor, m.group("level"), tile, acquired, bands, quality)
+    return OpticalScene(product, source, sensor, m.group("level"), tile, acquired, bands, quality)

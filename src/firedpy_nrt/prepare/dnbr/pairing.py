@@ -25,8 +25,9 @@ from shapely.geometry.base import BaseGeometry
 
 from firedpy_nrt.config.dnbr import PairingConfig
 from firedpy_nrt.errors import DataError
-from firedpy_nrt.prepare.dnbr.grid import Grid, GridReader, to_grid_crs
-from firedpy_nrt.prepare.dnbr.scene import Scene
+from firedpy_nrt.prepare.dnbr.grid import GridReader, to_grid_crs
+from firedpy_nrt.prepare.dnbr.scene import OpticalScene
+from firedpy_nrt.raster_grid import RasterGrid
 
 #: Largest scoring grid; bigger polygons are scored on a coarser lattice (memory stays bounded).
 MAX_SCORE_PIXELS = 4_000_000
@@ -43,15 +44,15 @@ class Event(Protocol):
 
 @dataclass(frozen=True)
 class Pair:
-    pre: Scene
-    post: Scene
+    pre: OpticalScene
+    post: OpticalScene
     valid_pixels: int  # valid in both scenes inside the buffered polygon (scoring lattice)
     valid_area_m2: float = 0.0  # the same as area, comparable across sensors and tiles
 
 
 def candidates(
-    event: Event, scenes: Iterable[Scene], cfg: PairingConfig
-) -> list[tuple[Scene, Scene]]:
+    event: Event, scenes: Iterable[OpticalScene], cfg: PairingConfig
+) -> list[tuple[OpticalScene, OpticalScene]]:
     """Every (pre, post) pair of one tile within the date windows, closest dates first."""
     pre, post = [], []
     for s in scenes:
@@ -77,14 +78,14 @@ def candidates(
 
 
 def _scoring_grid(
-    scene: Scene, polygon_4326: BaseGeometry, buffer_m: float
-) -> tuple[Grid, np.ndarray]:
+    scene: OpticalScene, polygon_4326: BaseGeometry, buffer_m: float
+) -> tuple[RasterGrid, np.ndarray]:
     """A grid on ``scene``'s quality lattice around the buffered polygon, and the inside mask."""
     try:
         with rasterio.open(scene.quality.path) as q:
             if q.crs is None:
                 raise DataError(f"{scene.product}: {q.name.rsplit('/', 1)[-1]} has no CRS")
-            base = Grid.of(q)
+            base = RasterGrid.of(q)
     except rasterio.errors.RasterioError as exc:
         raise DataError(
             f"{scene.product}: cannot open its quality band ({exc})".splitlines()[0]
@@ -100,7 +101,7 @@ def _scoring_grid(
     width, height = max(1, col1 - col0), max(1, row1 - row0)
     factor = max(1, math.ceil(math.sqrt(width * height / MAX_SCORE_PIXELS)))
     step = res * factor
-    grid = Grid(
+    grid = RasterGrid(
         base.crs,
         Affine(step, 0.0, t.c + col0 * res, 0.0, -step, t.f - row0 * res),
         max(1, math.ceil(width / factor)),
@@ -110,7 +111,7 @@ def _scoring_grid(
     return grid, inside
 
 
-def valid_pixels(scene: Scene, grid: Grid) -> np.ndarray:
+def valid_pixels(scene: OpticalScene, grid: RasterGrid) -> np.ndarray:
     """Boolean validity of ``scene`` on ``grid``: quality layer not masked and SWIR not nodata.
 
     SWIR, not NIR: B12 shares the SCL's 20 m lattice even when NBR uses B08 at 10 m, so scoring
@@ -127,14 +128,14 @@ def valid_pixels(scene: Scene, grid: Grid) -> np.ndarray:
 
 
 def score_pairs(
-    event: Event, pairs: list[tuple[Scene, Scene]], buffer_m: float
+    event: Event, pairs: list[tuple[OpticalScene, OpticalScene]], buffer_m: float
 ) -> tuple[list[Pair], list[str]]:
     """Score each pair; a scene that cannot be read fails its pairs (messages returned)."""
     scored: list[Pair] = []
     failures: list[str] = []
-    grids: dict[tuple[str, str], tuple[Grid, np.ndarray]] = {}
-    validity: dict[Scene, np.ndarray] = {}
-    bad: set[Scene] = set()
+    grids: dict[tuple[str, str], tuple[RasterGrid, np.ndarray]] = {}
+    validity: dict[OpticalScene, np.ndarray] = {}
+    bad: set[OpticalScene] = set()
     for pre, post in pairs:
         key = (pre.family, pre.tile)
         if key not in grids:
@@ -161,7 +162,9 @@ def score_pairs(
     return scored, failures
 
 
-def choose(event: Event, scenes: list[Scene], cfg: PairingConfig) -> tuple[list[Pair], list[str]]:
+def choose(
+    event: Event, scenes: list[OpticalScene], cfg: PairingConfig
+) -> tuple[list[Pair], list[str]]:
     """The pair(s) to compute for ``event`` and a message for each pair or scene skipped."""
     pairs = candidates(event, scenes, cfg)
     if not pairs:

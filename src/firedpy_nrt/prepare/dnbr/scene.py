@@ -63,7 +63,7 @@ class QualityBand:
 
 
 @dataclass(frozen=True)
-class Scene:
+class OpticalScene:
     """A Sentinel-2 L2A or Landsat C2 L2 product ready to read."""
 
     product: str  # product name, used in every message about it

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from firedpy_nrt.config.dnbr import Sentinel2Config
 from firedpy_nrt.errors import DataError
-from firedpy_nrt.prepare.dnbr.scene import Band, ProductFiles, QualityBand, Scene
+from firedpy_nrt.prepare.dnbr.scene import Band, OpticalScene, ProductFiles, QualityBand
 
 METADATA = "MTD_MSIL2A.xml"
 #: Band order of ``band_id`` in the L2A metadata (used when Spectral_Information is absent).
@@ -109,7 +109,7 @@ def _band_member(files: ProductFiles, meta: L2AMetadata, band: str, res: int) ->
     return hits[0] if hits else None
 
 
-def read_product(source: Path, cfg: Sentinel2Config) -> Scene:
+def read_product(source: Path, cfg: Sentinel2Config) -> OpticalScene:
     """Open a Sentinel-2 L2A ``.SAFE`` folder or ``.zip``; DataError naming it when unusable."""
     files = ProductFiles(source)
     product = source.name.removesuffix(".zip").removesuffix(".ZIP")
@@ -144,4 +144,4 @@ def read_product(source: Path, cfg: Sentinel2Config) -> Scene:
     if scl is None:
         raise DataError(f"{product}: scene classification band SCL (20 m) is missing")
     quality = QualityBand(files.gdal_path(scl), "classes", tuple(cfg.scl_mask))
-    return Scene(product, source, sensor, "L2A", m.group("tile"), acquired, bands, quality)
+    return OpticalScene(product, source, sensor, "L2A", m.group("tile"), acquired, bands, quality)

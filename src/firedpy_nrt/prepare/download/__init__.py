@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from omegaconf import DictConfig, OmegaConf
-
 from firedpy_nrt.config.download import DownloadConfig
+from firedpy_nrt.config.prepare import PrepareConfig
 from firedpy_nrt.errors import ConfigError, CredentialsError, DataError, DownloadError, FiredpyError
 from firedpy_nrt.prepare.download.archive import archive_kind, extract
 from firedpy_nrt.prepare.download.cdse import BearerAuth, CdseCatalogue, CdseProvider, TokenSource
@@ -55,13 +54,6 @@ class _Job:
     provider: Provider
     manifest: Manifest
     folder: Path
-
-
-def download_config(cfg: DictConfig) -> DownloadConfig:
-    """The validated ``download`` section of the prepare config."""
-    node = cfg.get("download") or {}
-    merged = OmegaConf.merge(OmegaConf.structured(DownloadConfig), node)
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
 def build_providers(dl: DownloadConfig, satellites: list[str]) -> dict[str, Provider]:
@@ -106,26 +98,24 @@ def _scrubbed_logs() -> Iterator[None]:
             handler.removeFilter(SECRETS)
 
 
-def run_stage(cfg: DictConfig) -> StageResult:
+def run_stage(cfg: PrepareConfig) -> StageResult:
     """Download the scenes of ``cfg.events`` (``event_ids``) for ``cfg.satellite``."""
-    dl = download_config(cfg)
-    if not cfg.get("events"):
+    dl = cfg.download
+    if not cfg.events:
         raise ConfigError(
             "config key 'events': the download stage needs a FIREDpy events file (events=PATH)"
         )
     satellites = ["sentinel", "landsat"] if cfg.satellite == "both" else [str(cfg.satellite)]
     with _scrubbed_logs():
         try:
-            events = read_events(
-                cfg.events, ids=list(cfg.get("event_ids") or []), crs=cfg.get("events_crs")
-            )
+            events = read_events(cfg.events, ids=list(cfg.event_ids), crs=cfg.events_crs)
             providers = build_providers(dl, satellites)
             return download_events(
                 events,
                 providers,
                 Path(cfg.paths.data_dir) / "scenes",
                 dl,
-                overwrite=bool(cfg.get("overwrite", False)),
+                overwrite=cfg.overwrite,
             )
         except FiredpyError as exc:
             # Whatever went wrong, the one line the user sees carries no secret.

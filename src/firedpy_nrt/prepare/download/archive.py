@@ -15,7 +15,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from firedpy_nrt.atomic import replace_dir
+from firedpy_nrt.atomic import replace_dir, staging_dir, temporary
 from firedpy_nrt.errors import DownloadError
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,8 @@ def extract(archive: Path, target: Path, overwrite: bool = False) -> Path:
     """
     if target.exists() and not overwrite:
         return target
-    tmp = target.parent / f".{target.name}.extracting"
-    staged = target.parent / f".{target.name}.staged"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = staging_dir(target)
+    staged = temporary(target, ".staged")
     try:
         if archive_kind(archive) == "zip":
             _extract_zip(archive, tmp)

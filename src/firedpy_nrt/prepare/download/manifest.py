@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from firedpy_nrt.atomic import write_text
 from firedpy_nrt.errors import DataError
 from firedpy_nrt.prepare.download.credentials import scrub
 from firedpy_nrt.prepare.download.product import Product
@@ -86,11 +86,8 @@ class Manifest:
             self._write()
 
     def _write(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
         self._data["updated"] = _now()
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self._data, indent=2) + "\n")
-        os.replace(tmp, self.path)
+        write_text(self.path, json.dumps(self._data, indent=2) + "\n")
 
 
 def read_manifest(event_dir: Path) -> list[dict[str, Any]]:

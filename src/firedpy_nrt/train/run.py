@@ -1,8 +1,9 @@
 """``train(cfg)``: build datamodule, module, callbacks, loggers and trainer from config; fit; test.
 
-The config is the one ``train.py`` composes (``conf/train.yaml``), already validated against
-:class:`firedpy_nrt.config.train.TrainConfig`. ``train`` returns the metric named by
+``train`` takes the config ``train.py`` composes (``conf/train.yaml``), validated once into
+:class:`firedpy_nrt.config.train.TrainConfig` at the entry point, and returns the metric named by
 ``optimized_metric`` (the best validation burned IoU by default) so Hydra sweepers can use it.
+Where the run writes is :mod:`firedpy_nrt.train.runs`'s business.
 """
 
 from __future__ import annotations
@@ -10,29 +11,29 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
-from lightning.pytorch import Callback, LightningDataModule, Trainer
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from firedpy_nrt.atomic import write_text
+from firedpy_nrt.config.train import TrainConfig
+from firedpy_nrt.data.datamodule import FireDataModule
 from firedpy_nrt.errors import ConfigError
 from firedpy_nrt.models.segmentation import SegmentationModule
-from firedpy_nrt.reporting import RunReport
-from firedpy_nrt.run_dir import CHECKPOINT_DIR, LAST, LAST_NAME
+from firedpy_nrt.train.report import RunReport
+from firedpy_nrt.train.runs import CONFIG_NAME, resume_checkpoint
 
 log = logging.getLogger(__name__)
 
 _SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_?key|credential)", re.IGNORECASE)
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
 def redact(node: Any) -> Any:
@@ -48,52 +49,31 @@ def redact(node: Any) -> Any:
 
 
 @rank_zero_only
-def save_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
-    """``config.yaml`` in the run directory: every interpolation resolved, secrets redacted."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    plain = redact(OmegaConf.to_container(cfg, resolve=True))
-    tmp = run_dir / "config.yaml.tmp"
-    tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(plain)))
-    os.replace(tmp, run_dir / "config.yaml")
+def save_resolved_config(conf: TrainConfig, run_dir: Path) -> None:
+    """``config.yaml`` in the run folder: the validated config, secrets redacted."""
+    plain = redact(OmegaConf.to_container(OmegaConf.structured(conf), resolve=True))
+    write_text(run_dir / CONFIG_NAME, OmegaConf.to_yaml(OmegaConf.create(plain)))
 
 
-def resume_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """The checkpoint file to resume from (``last`` = this run dir's ``last.ckpt``), or None."""
-    if not ckpt_path:
-        return None
-    if ckpt_path == LAST:
-        path = run_dir / CHECKPOINT_DIR / LAST_NAME
-        if not path.is_file():
-            raise ConfigError(
-                f"config key 'ckpt_path': 'last' but no run under {run_dir.parent} has "
-                f"{CHECKPOINT_DIR}/{LAST_NAME}"
-            )
-        return str(path)
-    path = Path(ckpt_path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"config key 'ckpt_path': no such checkpoint: {path}")
-    return str(path)
-
-
-def build_module(cfg: DictConfig, augmentation: Any = None) -> SegmentationModule:
-    """The LightningModule from ``cfg.model`` with the ``loss``/``optimizer``/``scheduler`` groups."""
-    model_cfg = _plain(cfg.model)
-    target = model_cfg.pop("_target_", None)
-    if target not in (None, f"{SegmentationModule.__module__}.{SegmentationModule.__name__}"):
-        raise ConfigError(f"config key 'model._target_': unsupported module {target!r}")
+def build_module(
+    conf: TrainConfig, channels: tuple[str, ...], augmentation: Any = None
+) -> SegmentationModule:
+    """The LightningModule from ``conf.model`` for the datamodule's ``channels``, with the
+    ``loss``/``optimizer``/``scheduler`` groups."""
     return SegmentationModule(
-        **model_cfg,
-        loss=_plain(cfg.loss),
-        optimizer=_plain(cfg.optimizer),
-        scheduler=_plain(cfg.get("scheduler")),
+        channels=channels,
+        **asdict(conf.model),
+        loss=conf.loss,
+        optimizer=conf.optimizer,
+        scheduler=conf.scheduler,
         augmentation=augmentation,
     )
 
 
-def build_callbacks(cfg: DictConfig, run_dir: Path, has_logger: bool = True) -> list[Callback]:
-    """Callbacks from ``cfg.callbacks`` (a mapping name -> ``_target_`` node) plus the run report."""
+def build_callbacks(conf: TrainConfig, run_dir: Path, has_logger: bool = True) -> list[Callback]:
+    """Callbacks from ``conf.callbacks`` (a mapping name -> ``_target_`` node) plus the run report."""
     callbacks: list[Callback] = []
-    for name, node in (cfg.get("callbacks") or {}).items():
+    for name, node in (conf.callbacks or {}).items():
         if node is None:  # a group entry switched off, e.g. callbacks.early_stopping=null
             continue
         if "_target_" not in node:
@@ -107,9 +87,9 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_logger: bool = True) -> 
     return callbacks
 
 
-def build_loggers(cfg: DictConfig) -> list[Logger]:
+def build_loggers(conf: TrainConfig) -> list[Logger]:
     loggers: list[Logger] = []
-    for name, node in (cfg.get("logger") or {}).items():
+    for name, node in (conf.logger or {}).items():
         if node is None:
             continue
         if "_target_" not in node:
@@ -133,47 +113,45 @@ def _checkpoint_callback(trainer: Trainer, monitor: str | None) -> ModelCheckpoi
     return None
 
 
-def train(cfg: DictConfig) -> float | None:
-    """Fit and test as configured; return ``cfg.optimized_metric`` (None when not logged)."""
-    run_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), run_dir)
-    if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
+def train(conf: TrainConfig) -> float | None:
+    """Fit and test as configured; return ``conf.optimized_metric`` (None when not logged)."""
+    run_dir = Path(conf.paths.output_dir)
+    ckpt_path = resume_checkpoint(conf.ckpt_path, conf.paths.log_dir, conf.task_name)
+    ckpt = str(ckpt_path) if ckpt_path is not None else None
+    if conf.seed is not None:
+        pl.seed_everything(conf.seed, workers=True)
 
     log.info("run directory: %s", run_dir)
-    datamodule: LightningDataModule = instantiate(cfg.data)
-    augmentation = getattr(datamodule, "augmentation", None)
-    module = build_module(cfg, augmentation)
-    loggers = build_loggers(cfg)
-    callbacks = build_callbacks(cfg, run_dir, has_logger=bool(loggers))
-    trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    datamodule = FireDataModule(conf.data)
+    module = build_module(conf, datamodule.channels, datamodule.augmentation)
+    loggers = build_loggers(conf)
+    callbacks = build_callbacks(conf, run_dir, has_logger=bool(loggers))
+    trainer: Trainer = instantiate(conf.trainer, callbacks=callbacks, logger=loggers or False)
     if trainer.is_global_zero:
-        save_resolved_config(cfg, run_dir)
+        save_resolved_config(conf, run_dir)
 
-    if cfg.get("train", True):
-        if ckpt_path:
-            log.info("resuming from %s", ckpt_path)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if conf.train:
+        if ckpt:
+            log.info("resuming from %s", ckpt)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    best = _checkpoint_callback(trainer, cfg.get("optimized_metric"))
+    best = _checkpoint_callback(trainer, conf.optimized_metric)
     best_path = best.best_model_path if best is not None else ""
     best_score = best.best_model_score if best is not None else None
 
     test_metrics: dict[str, float] = {}
-    if cfg.get("test", True):
-        if cfg.get("train", True):
+    if conf.test:
+        if conf.train:
             test_ckpt = best_path or None
             if not test_ckpt:
                 log.warning("no best checkpoint: testing the weights at the end of training")
         else:
-            test_ckpt = ckpt_path
+            test_ckpt = ckpt
         trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=False)
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    metric_name = cfg.get("optimized_metric")
-    if not metric_name:
-        return None
+    metric_name = conf.optimized_metric
     if best is not None and best.monitor == metric_name and best_score is not None:
         return float(best_score)
     value = {**fit_metrics, **test_metrics}.get(metric_name)

@@ -7,6 +7,7 @@ nodata; the model applies its own saved normalization), so the training module's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,28 +33,23 @@ class TilePredictor(pl.LightningModule):
         return self(batch["image"])
 
 
-def check_channels(predictor: TilePredictor, channels: int, tile: int, ckpt: Path) -> None:
-    """Run one blank tile through the model: a checkpoint for other inputs fails here, in one line."""
-    image = torch.full((1, channels, tile, tile), float("nan"))
+def check_channels(
+    predictor: TilePredictor, channels: Sequence[str], tile: int, ckpt: Path
+) -> None:
+    """Run one blank tile of ``channels`` through the model: a checkpoint for other inputs fails
+    here, in one line."""
+    image = torch.full((1, len(channels), tile, tile), float("nan"))
     try:
         with torch.no_grad():
             out = predictor(image)
     except (RuntimeError, ValueError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
-            f"checkpoint {ckpt} does not fit the inputs: they have {channels} layers "
-            f"({_expected(predictor)}; {first})"
+            f"checkpoint {ckpt} does not fit the inputs: they have {len(channels)} layers "
+            f"({', '.join(channels)}; {first})"
         ) from None
     if tuple(out.shape) != (1, tile, tile):
         raise DataError(
             f"checkpoint {ckpt} gives output of shape {tuple(out.shape)} for a {tile}x{tile} "
-            f"tile of {channels} layers (expected one map of the tile's size)"
+            f"tile of {len(channels)} layers (expected one map of the tile's size)"
         )
-
-
-def _expected(predictor: TilePredictor) -> str:
-    hparams = getattr(predictor.model, "hparams", {}) or {}
-    for key in ("num_layers", "in_layers", "n_layers", "in_channels", "num_channels"):
-        if key in hparams:
-            return f"the checkpoint's {key} is {hparams[key]}"
-    return "the checkpoint expects another number"

@@ -22,7 +22,7 @@ import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from firedpy_nrt.predict.assembly import RowReader, Scene, SceneAssembler
+from firedpy_nrt.predict.assembly import RowReader, SceneAssembler, ScenePlan
 from firedpy_nrt.predict.evaluation import SceneScore, write_evaluation
 from firedpy_nrt.predict.tiling import BandAccumulator
 
@@ -52,7 +52,7 @@ class PredictionStreamWriter(BasePredictionWriter):
 
     def __init__(
         self,
-        scenes: Sequence[Scene],
+        scenes: Sequence[ScenePlan],
         output_dir: Path,
         blend: str,
         threshold: float,
