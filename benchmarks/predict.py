@@ -114,8 +114,12 @@ def make_checkpoint(root: Path) -> Path:
 def run_ours(csv: Path, ckpt: Path, out: Path, args: argparse.Namespace) -> None:
     from hydra import compose, initialize_config_dir
 
+    from firedpy_nrt.config import validate
+    from firedpy_nrt.config.predict import PredictConfig
+    from firedpy_nrt.config.store import register_schemas
     from firedpy_nrt.predict.run import predict
 
+    register_schemas()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(
             config_name="predict",
@@ -128,7 +132,7 @@ def run_ours(csv: Path, ckpt: Path, out: Path, args: argparse.Namespace) -> None
                 f"gdal_cache_mb={args.gdal_cache_mb}", f"data.num_workers={args.num_workers}",
             ],
         )  # fmt: skip
-    predict(cfg)
+    predict(validate(cfg, PredictConfig))
 
 
 def run_baseline(csv: Path, ckpt: Path, out: Path, args: argparse.Namespace) -> None:

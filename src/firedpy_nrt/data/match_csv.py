@@ -175,7 +175,8 @@ def read_match_csv(path: str | Path, patterns: Mapping[str, str] | None = None) 
     return df
 
 
-def _relative(path_text: str | os.PathLike[str] | None, base: Path) -> str:
+def relative_path(path_text: str | os.PathLike[str] | None, base: Path) -> str:
+    """``path_text`` relative to folder ``base`` as posix text; empty for none."""
     if path_text is None or (isinstance(path_text, float) and math.isnan(path_text)):
         return ""
     p = Path(path_text)
@@ -240,11 +241,6 @@ def csv_text(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     return buf.getvalue()
 
 
-def relative_path(path_text: str | os.PathLike[str] | None, base: Path) -> str:
-    """``path_text`` relative to folder ``base`` as posix text; empty for none."""
-    return _relative(path_text, base)
-
-
 def match_csv_text(rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str | Path) -> str:
     """The text :func:`write_match_csv` writes for ``rows`` at ``path`` (paths relative to it)."""
     path = Path(path)
@@ -258,7 +254,7 @@ def match_csv_text(rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str |
         fire = normalise_fire_id(rec["fire_id"])
         cells = [
             fire,
-            *(_relative(rec[c], base) for c in PATH_COLUMNS),
+            *(relative_path(rec[c], base) for c in PATH_COLUMNS),
             _iso(rec["lum_date_pre"]),
             _iso(rec["lum_date_post"]),
             _text(rec["dnbr_sensor"]),

@@ -413,18 +413,7 @@ class _Fire:
         truth = np.where(burned, self.dnbr_burn, self.harvest_dnbr).astype(np.float32)
         truth[self.water] = 0.0
         grid = self.dnbr_grid(res)
-        out = np.full((grid.height, grid.width), np.nan, dtype=np.float32)
-        reproject(
-            truth,
-            out,
-            src_transform=self.truth.transform,
-            src_crs=self.truth.crs,
-            dst_transform=grid.transform,
-            dst_crs=grid.crs,
-            resampling=Resampling.average,
-            src_nodata=None,
-            dst_nodata=np.nan,
-        )
+        out = self._truth_on(truth, grid, fill=np.nan)
         shape = out.shape
         out += rng.normal(0.0, cfg.dnbr_noise, shape).astype(np.float32)
         water = self.water_on(grid)
@@ -437,18 +426,24 @@ class _Fire:
         covered = np.isfinite(out).sum() + clouds.sum()
         return out, grid, float(clouds.sum() / max(covered, 1))
 
-    def water_on(self, grid: RasterGrid) -> np.ndarray:
-        out = np.zeros((grid.height, grid.width), dtype=np.float32)
+    def _truth_on(self, values: np.ndarray, grid: RasterGrid, fill: float) -> np.ndarray:
+        """A field on the fine truth grid averaged onto ``grid`` (``fill`` outside it)."""
+        out = np.full((grid.height, grid.width), fill, dtype=np.float32)
         reproject(
-            self.water.astype(np.float32),
+            values.astype(np.float32),
             out,
             src_transform=self.truth.transform,
             src_crs=self.truth.crs,
             dst_transform=grid.transform,
             dst_crs=grid.crs,
             resampling=Resampling.average,
+            src_nodata=None,
+            dst_nodata=fill,
         )
-        return out >= 0.5
+        return out
+
+    def water_on(self, grid: RasterGrid) -> np.ndarray:
+        return self._truth_on(self.water, grid, fill=0.0) >= 0.5
 
 
 # ----------------------------------------------------------------------------- writing

@@ -2,7 +2,7 @@
 
 ``metrics.csv`` has exactly the columns :data:`EPOCH_COLUMNS`, one row per finished training
 epoch (validation values empty where validation did not run). It is rewritten whole after each
-epoch (tmp file + ``os.replace``), and on resume the rows of epochs the run had finished are kept.
+epoch (atomically, :mod:`firedpy_nrt.atomic`), and on resume the rows of epochs the run had finished are kept.
 ``test_metrics.csv`` has one row per predictor on the test chips: the model and the two
 baselines (dNBR >= threshold, everything burned), columns :data:`TEST_COLUMNS`.
 """
@@ -22,6 +22,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
+
+from firedpy_nrt.atomic import output_file  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +67,11 @@ def _value(metrics: Mapping[str, Any], name: str) -> float | None:
 
 
 def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
+    with output_file(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(columns))
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
-    os.replace(tmp, path)
 
 
 def read_epoch_rows(path: Path) -> list[dict[str, Any]]:
@@ -108,10 +108,11 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     for ax in (ax_loss, ax_metric):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with output_file(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
 
 
 class RunReport(Callback):

@@ -78,6 +78,16 @@ def newest_checkpoint(log_dir: str | os.PathLike[str], task_name: str, name: str
     return found[-1] if found else None
 
 
+def _named_checkpoint(log_dir: str | os.PathLike[str], task_name: str, name: str) -> Path:
+    """The task's newest ``<name>.ckpt``; a DataError saying where it looked when there is none."""
+    newest = newest_checkpoint(log_dir, task_name, name)
+    if newest is None:
+        raise DataError(
+            f"no run under {task_dir(log_dir, task_name)} has {CHECKPOINT_DIR}/{name}.ckpt"
+        )
+    return newest
+
+
 def find_checkpoint(
     ckpt: str, run_dir: str | None, log_dir: str | os.PathLike[str], task_name: str
 ) -> Path:
@@ -86,19 +96,17 @@ def find_checkpoint(
     ``best``/``last`` come from ``run_dir`` when given, else from the task's newest run that
     has that file; a missing file is a :class:`DataError` saying what was searched.
     """
+    if ckpt in NAMED and run_dir:
+        path = checkpoint_file(run_dir, ckpt)
+        if not path.is_file():
+            raise DataError(f"checkpoint {path} not found (run_dir={run_dir}, ckpt={ckpt})")
+        return path
     if ckpt in NAMED:
-        if run_dir:
-            path = checkpoint_file(run_dir, ckpt)
-            if not path.is_file():
-                raise DataError(f"checkpoint {path} not found (run_dir={run_dir}, ckpt={ckpt})")
-            return path
-        newest = newest_checkpoint(log_dir, task_name, ckpt)
-        if newest is None:
-            raise DataError(
-                f"checkpoint {ckpt}: no run under {task_dir(log_dir, task_name)} has "
-                f"{CHECKPOINT_DIR}/{ckpt}.ckpt (train first, or pass run_dir=PATH or ckpt=PATH)"
-            )
-        return newest
+        try:
+            return _named_checkpoint(log_dir, task_name, ckpt)
+        except DataError as exc:
+            hint = "train first, or pass run_dir=PATH or ckpt=PATH"
+            raise DataError(f"checkpoint {ckpt}: {exc} ({hint})") from None
     path = Path(ckpt).expanduser()
     if not path.is_absolute() and run_dir and (Path(run_dir) / path).is_file():
         path = Path(run_dir) / path
@@ -115,13 +123,10 @@ def resume_checkpoint(
     if not ckpt_path:
         return None
     if ckpt_path == "last":
-        newest = newest_checkpoint(log_dir, task_name, "last")
-        if newest is None:
-            raise ConfigError(
-                f"config key 'ckpt_path': 'last' but no run under {task_dir(log_dir, task_name)} "
-                f"has {CHECKPOINT_DIR}/last.ckpt"
-            )
-        return newest
+        try:
+            return _named_checkpoint(log_dir, task_name, "last")
+        except DataError as exc:
+            raise ConfigError(f"config key 'ckpt_path': 'last' but {exc}") from None
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise ConfigError(f"config key 'ckpt_path': no such checkpoint: {path}")
