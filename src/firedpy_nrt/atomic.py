@@ -100,6 +100,17 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return Path(path)
 
 
+def require_inside(path: Path, root: Path, what: str) -> Path:
+    """``path`` if it resolves inside ``root``; a DataError naming both otherwise. Every path
+    built from what a server or an archive says goes through this before anything is written."""
+    from firedpy_nrt.errors import DataError
+
+    resolved, top = Path(path).resolve(), Path(root).resolve()
+    if resolved != top and top not in resolved.parents:
+        raise DataError(f"refused {what} {path}: it is outside {root}")
+    return path
+
+
 def replace_dir(staged: Path, target: Path) -> None:
     """Move the finished folder ``staged`` to ``target``, replacing an existing ``target``.
 

@@ -99,6 +99,17 @@ class DownloadConfig:
     read_timeout_s: float = 300.0
     chunk_bytes: int = 1 << 20
     keep_archives: bool = False
+    #: Largest total an archive may extract to, and largest extracted/compressed size ratio:
+    #: far above a real product (an S2 L2A or Landsat C2 L2 product is about 1 GB, ratio ~1),
+    #: so only a hostile archive (a bomb) is refused.
+    max_extract_gb: float = 2.0
+    max_compression_ratio: float = 100.0
+    #: Search pages followed at most before the search is called endless (next links that loop).
+    max_pages: int = 200
+    #: A transfer slower than this on average (after min_rate_grace_s) is cut off and retried:
+    #: a server that trickles bytes never ends otherwise (read_timeout_s is per read).
+    min_rate_kbps: float = 8.0
+    min_rate_grace_s: float = 60.0
     progress: bool = True
     cdse: CdseConfig = field(default_factory=CdseConfig)
     dhus: DhusConfig = field(default_factory=DhusConfig)
@@ -133,3 +144,8 @@ class DownloadConfig:
         require(self.connect_timeout_s > 0, "connect_timeout_s", "must be > 0")
         require(self.read_timeout_s > 0, "read_timeout_s", "must be > 0")
         require(self.chunk_bytes >= 1024, "chunk_bytes", "must be >= 1024")
+        require(self.max_extract_gb > 0, "max_extract_gb", "must be > 0")
+        require(self.max_compression_ratio >= 1, "max_compression_ratio", "must be >= 1")
+        require(self.max_pages >= 1, "max_pages", "must be >= 1")
+        require(self.min_rate_kbps >= 0, "min_rate_kbps", "must be >= 0 (0: no bound)")
+        require(self.min_rate_grace_s >= 0, "min_rate_grace_s", "must be >= 0")

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import re
+import sys
 import tarfile
 import threading
 import time
@@ -34,6 +35,8 @@ PASSWORD = "s3cret-Pa55word!"
 #: The test fire's outline (near Flagstaff) and one far away that no product covers.
 FIRE = Polygon([(-111.70, 35.20), (-111.60, 35.20), (-111.60, 35.28), (-111.70, 35.28)])
 FOOTPRINT = Polygon([(-112.2, 34.8), (-110.9, 34.8), (-110.9, 35.8), (-112.2, 35.8)])
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def safe_zip(name: str, extra: dict[str, bytes] | None = None, payload: int = 50_000) -> bytes:
@@ -82,6 +85,14 @@ class FakeProduct:
         return hashlib.md5(self.data).hexdigest()
 
     def odata(self) -> dict:
+        body = self._odata()
+        if "bad_date" in self.faults:  # a catalogue that sends what is not a date
+            body["ContentDate"]["Start"] = "sometime in May"
+        if "checksum_not_object" in self.faults:
+            body["Checksum"] = [f"MD5:{self.md5}"]
+        return body
+
+    def _odata(self) -> dict:
         return {
             "@odata.mediaContentType": "application/octet-stream",
             "Id": self.id,
@@ -141,6 +152,8 @@ class FakeCdse:
         self.fired: set[tuple[str, str]] = set()  # (product id, fault) already injected once
         self.throttle_search = 0  # answer this many searches with 429 first
         self.download_delay = 0.0  # seconds each file transfer takes (to see concurrency)
+        self.endless_pages = False  # every search page links to yet another next page
+        self.trickle_s = 0.0  # send product bodies a byte at a time, this long apart
         self.active = 0
         self.max_active = 0
         self.lock = threading.Lock()
@@ -338,13 +351,17 @@ def _make_handler(state: FakeCdse) -> type[BaseHTTPRequestHandler]:
                 and (not contains or contains.group(1) in p.name)
             ]
             page = hits[skip : skip + top]
+            if state.endless_pages:  # a page of one result and a next link, forever
+                page = hits[:1]
+                top = 0
+                hits = hits * (skip + 2)
             body: dict = {
                 "@odata.context": "$metadata#Products(Attributes())",
                 "value": [p.odata() for p in page],
             }
-            if skip + top < len(hits):
+            if skip + top < len(hits) or state.endless_pages:
                 nxt = dict(query)
-                nxt["$skip"] = [str(skip + top)]
+                nxt["$skip"] = [str(skip + max(top, 1))]
                 from urllib.parse import urlencode
 
                 body[state.next_link_key] = state.url(
@@ -421,6 +438,15 @@ def _make_handler(state: FakeCdse) -> type[BaseHTTPRequestHandler]:
                     state.active -= 1
 
         def _send_body(self, product: FakeProduct, body: bytes) -> None:
+            if state.trickle_s:  # a byte now and then: each read is on time, the whole never is
+                for i in range(len(body)):
+                    try:
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                    except OSError:  # the client gave up
+                        return
+                    time.sleep(state.trickle_s)
+                return
             if state.once(product, "cut"):
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()

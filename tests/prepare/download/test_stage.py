@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from firedpy_nrt.config import validate
 from firedpy_nrt.config.prepare import PrepareConfig
@@ -17,42 +15,8 @@ from firedpy_nrt.prepare.download import run_stage
 from firedpy_nrt.prepare.download.manifest import read_manifest
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(60)]
-CONF = Path(__file__).resolve().parents[3] / "conf"
 
-
-def make_cfg(server, tmp_path, events, overrides=(), **download):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            "prepare",
-            overrides=[
-                "stages=[download]",
-                f"events={events}",
-                f"paths.data_dir={tmp_path / 'data'}",
-                f"paths.log_dir={tmp_path / 'logs'}",
-                "paths.output_dir=" + str(tmp_path / "out"),
-                *overrides,
-            ],
-        )
-    merged = OmegaConf.merge(cfg, {"download": {**server.config(), **download}})
-    validate(merged, PrepareConfig)
-    return merged
-
-
-def run(server, tmp_path, events, overrides=("event_ids=[9844]",), **download):
-    return run_stage(make_cfg(server, tmp_path, events, overrides, **download))
-
-
-def scenes(tmp_path) -> Path:
-    return tmp_path / "data" / "scenes" / "9844"
-
-
-def leftovers(root: Path) -> list[str]:
-    """Temporary or partial things a finished run must not leave behind."""
-    return sorted(
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.name.endswith((".part", ".tmp", ".zip", ".tar")) or p.name.startswith(".")
-    )
+from download_support import CONF, leftovers, make_cfg, run, scenes  # noqa: E402
 
 
 def test_sentinel_and_landsat_are_fetched_over_pages_and_extracted(

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from firedpy_nrt.atomic import require_inside
 from firedpy_nrt.config.download import DownloadConfig
 from firedpy_nrt.config.prepare import PrepareConfig
 from firedpy_nrt.errors import ConfigError, CredentialsError, DataError, DownloadError, FiredpyError
-from firedpy_nrt.prepare.download.archive import archive_kind, extract
+from firedpy_nrt.prepare.download.archive import ExtractLimits, archive_kind, extract
 from firedpy_nrt.prepare.download.cdse import BearerAuth, CdseCatalogue, CdseProvider, TokenSource
 from firedpy_nrt.prepare.download.credentials import (
     SECRETS,
@@ -60,7 +61,13 @@ def build_providers(dl: DownloadConfig, satellites: list[str]) -> dict[str, Prov
     """One provider per satellite; credentials are read (and checked present) here."""
     policy = RetryPolicy(dl.retries, dl.backoff_s, dl.backoff_max_s, dl.retry_after_max_s)
     settings = TransferSettings(
-        policy, dl.connect_timeout_s, dl.read_timeout_s, dl.chunk_bytes, dl.progress
+        policy,
+        dl.connect_timeout_s,
+        dl.read_timeout_s,
+        dl.chunk_bytes,
+        dl.progress,
+        min_rate_bps=dl.min_rate_kbps * 1000,
+        min_rate_grace_s=dl.min_rate_grace_s,
     )
     providers: dict[str, Provider] = {}
     needs_cdse = ("landsat" in satellites and dl.landsat_provider == "cdse") or (
@@ -160,7 +167,9 @@ def download_events(
                     end,
                 )
             for product in products:
-                folder = event_dir / satellite / product.folder_name
+                folder = require_inside(
+                    event_dir / satellite / product.folder_name, scenes_dir, "product folder"
+                )
                 if not overwrite and folder.is_dir():
                     # Folders appear only by a rename after a full extraction, so it is whole.
                     _keep_existing(manifest, product)
@@ -233,7 +242,10 @@ def _run_job(
             archive.unlink(missing_ok=True)
             log.info("%s: downloading (%s bytes)", label, product.size or "?")
             job.provider.download(product, archive)
-        extract(archive, job.folder, overwrite=overwrite)
+        limits = ExtractLimits(
+            max_bytes=int(dl.max_extract_gb * (1 << 30)), max_ratio=dl.max_compression_ratio
+        )
+        extract(archive, job.folder, overwrite=overwrite, limits=limits)
         if dl.keep_archives:
             # Kept apart from the product folders, so a reader of sentinel/ and landsat/ sees
             # each product once.
@@ -247,7 +259,10 @@ def _run_job(
         reason = scrub(str(exc))
     except (DownloadError, DataError) as exc:
         reason = scrub(str(exc))
-        if "refused member" in reason or "refused link" in reason or "corrupt" in reason:
+        if any(
+            w in reason
+            for w in ("refused member", "archive bomb", "the archive declares", "corrupt")
+        ):
             # The archive matched its checksum, so fetching it again would give the same bytes.
             archive.unlink(missing_ok=True)
     except OSError as exc:

@@ -1,8 +1,13 @@
 """Safe extraction of a product archive (zip or tar) into its product folder.
 
-Every member is checked before anything is written: absolute paths, ``..`` and links that
-point outside the product folder are refused. Extraction goes to a hidden temporary folder that
-is renamed into place at the end, so a folder under its product name is always complete.
+Every member is checked before anything is written: absolute paths, ``..``, and links of any
+kind (symbolic or hard: Sentinel-2 and Landsat products contain none, and a chain of harmless-
+looking links can point anywhere) are refused, and each member's path is resolved inside the
+folder. The total size the archive declares and its compression ratio are bounded
+(``download.max_extract_gb``, ``download.max_compression_ratio``), and so are the bytes actually
+written while extracting, so an archive that lies about its sizes is cut off too. Extraction goes
+to a hidden temporary folder that is renamed into place at the end, so a folder under its product
+name is always complete.
 """
 
 from __future__ import annotations
@@ -13,12 +18,23 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from firedpy_nrt.atomic import replace_dir, staging_dir, temporary
 from firedpy_nrt.errors import DownloadError
 
 log = logging.getLogger(__name__)
+_COPY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """Bounds on what one archive may extract to."""
+
+    max_bytes: int
+    max_ratio: float
 
 
 def archive_kind(path: Path) -> str:
@@ -30,70 +46,131 @@ def archive_kind(path: Path) -> str:
     raise DownloadError(f"{path}: neither a zip nor a tar archive")
 
 
-def _check_member(archive: Path, name: str) -> PurePosixPath:
+def _member_path(archive: Path, name: str, into: Path) -> Path:
+    """Where member ``name`` goes under ``into``; refused unless it stays inside."""
     clean = name.replace("\\", "/")
     pure = PurePosixPath(clean)
     if clean.startswith("/") or (len(clean) > 1 and clean[1] == ":") or pure.is_absolute():
         raise DownloadError(f"{archive}: refused member {name!r} (absolute path)")
     if ".." in pure.parts:
         raise DownloadError(f"{archive}: refused member {name!r} (leaves the product folder)")
-    return pure
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    if not parts:
+        raise DownloadError(f"{archive}: refused member {name!r} (no name)")
+    path = into.joinpath(*parts)
+    root = into.resolve()
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise DownloadError(f"{archive}: refused member {name!r} (resolves outside the folder)")
+    return path
 
 
-def _check_link(archive: Path, name: PurePosixPath, target: str) -> None:
-    if target.startswith("/") or target.replace("\\", "/").startswith("/"):
-        raise DownloadError(f"{archive}: refused link {str(name)!r} -> {target!r} (absolute)")
-    depth = len(name.parts) - 1
-    for part in PurePosixPath(target).parts:
-        depth += -1 if part == ".." else (0 if part == "." else 1)
-        if depth < 0:
-            raise DownloadError(
-                f"{archive}: refused link {str(name)!r} -> {target!r} (points outside)"
+def _refuse_link(archive: Path, name: str, kind: str) -> DownloadError:
+    return DownloadError(
+        f"{archive}: refused member {name!r} ({kind}; product archives contain no links)"
+    )
+
+
+class _Budget:
+    """Bytes written so far against the limit; names the archive when it is exceeded."""
+
+    def __init__(self, archive: Path, limits: ExtractLimits, compressed: int) -> None:
+        self.archive = archive
+        self.limit = min(limits.max_bytes, int(max(compressed, 1) * limits.max_ratio))
+        self.limits = limits
+        self.compressed = compressed
+        self.written = 0
+
+    def check_declared(self, total: int) -> None:
+        if total > self.limits.max_bytes:
+            raise self._error(f"declares {total} bytes, over download.max_extract_gb")
+        if total > max(self.compressed, 1) * self.limits.max_ratio:
+            raise self._error(
+                f"declares {total} bytes from {self.compressed} compressed, a ratio over "
+                f"download.max_compression_ratio={self.limits.max_ratio:g}"
             )
 
+    def add(self, n: int) -> None:
+        self.written += n
+        if self.written > self.limit:
+            raise self._error(
+                f"extracts to more than {self.limit} bytes (download.max_extract_gb, "
+                "download.max_compression_ratio); refused as an archive bomb"
+            )
 
-def _extract_zip(archive: Path, into: Path) -> None:
+    def _error(self, what: str) -> DownloadError:
+        return DownloadError(f"{self.archive}: the archive {what}")
+
+
+def _copy(src: IO[bytes], dest: Path, budget: _Budget) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "xb") as out:
+        while chunk := src.read(_COPY_CHUNK):
+            budget.add(len(chunk))
+            out.write(chunk)
+
+
+def _extract_zip(archive: Path, into: Path, limits: ExtractLimits) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
-            links = {}
+            targets = []
             for info in members:
-                pure = _check_member(archive, info.filename)
-                if stat.S_ISLNK(info.external_attr >> 16):
-                    target = zf.read(info).decode("utf-8", "replace")
-                    _check_link(archive, pure, target)
-                    links[info.filename] = target
-            for info in members:
-                if info.filename in links:
-                    path = into / info.filename
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(links[info.filename], path)
-                else:
-                    zf.extract(info, into)
+                kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver set no type
+                if kind == stat.S_IFLNK:
+                    raise _refuse_link(archive, info.filename, "a symbolic link")
+                if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+                    raise DownloadError(f"{archive}: refused member {info.filename!r} (not a file)")
+                targets.append(_member_path(archive, info.filename, into))
+            budget = _Budget(archive, limits, archive.stat().st_size)
+            budget.check_declared(sum(i.file_size for i in members))
+            for info, path in zip(members, targets, strict=True):
+                if info.is_dir():
+                    path.mkdir(parents=True, exist_ok=True)
+                    continue
+                with zf.open(info) as src:
+                    _copy(src, path, budget)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
         raise DownloadError(f"{archive}: corrupt zip archive ({exc})") from None
+    except FileExistsError as exc:
+        raise DownloadError(f"{archive}: member {exc.filename} appears twice") from None
 
 
-def _extract_tar(archive: Path, into: Path) -> None:
+def _extract_tar(archive: Path, into: Path, limits: ExtractLimits) -> None:
     try:
         with tarfile.open(archive) as tf:
-            for member in tf.getmembers():
-                pure = _check_member(archive, member.name)
-                if member.issym() or member.islnk():
-                    target = member.linkname
-                    if member.islnk():
-                        _check_member(archive, target)
-                    else:
-                        _check_link(archive, pure, target)
-                elif not (member.isfile() or member.isdir()):
+            members = tf.getmembers()
+            targets = []
+            for member in members:
+                if member.issym():
+                    raise _refuse_link(archive, member.name, "a symbolic link")
+                if member.islnk():
+                    raise _refuse_link(archive, member.name, "a hard link")
+                if not (member.isfile() or member.isdir()):
                     raise DownloadError(f"{archive}: refused member {member.name!r} (not a file)")
-            # The 'data' filter repeats these checks inside tarfile and drops odd permissions.
-            tf.extractall(into, filter="data")
-    except (tarfile.TarError, EOFError) as exc:
-        raise DownloadError(f"{archive}: corrupt tar archive ({exc})") from None
+                targets.append(_member_path(archive, member.name, into))
+            budget = _Budget(archive, limits, archive.stat().st_size)
+            budget.check_declared(sum(m.size for m in members if m.isfile()))
+            for member, path in zip(members, targets, strict=True):
+                if member.isdir():
+                    path.mkdir(parents=True, exist_ok=True)
+                    continue
+                src = tf.extractfile(member)
+                if src is None:
+                    raise DownloadError(f"{archive}: member {member.name!r} cannot be read")
+                with src:
+                    _copy(src, path, budget)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        if isinstance(exc, FileExistsError):
+            raise DownloadError(f"{archive}: member {exc.filename} appears twice") from None
+        if isinstance(exc, (tarfile.TarError, EOFError)):
+            raise DownloadError(f"{archive}: corrupt tar archive ({exc})") from None
+        raise
 
 
-def extract(archive: Path, target: Path, overwrite: bool = False) -> Path:
+def extract(
+    archive: Path, target: Path, overwrite: bool = False, limits: ExtractLimits | None = None
+) -> Path:
     """Extract ``archive`` so the product ends up as the folder ``target``; return ``target``.
 
     An archive with one top-level folder has that folder renamed to ``target`` (a ``.SAFE``
@@ -104,10 +181,11 @@ def extract(archive: Path, target: Path, overwrite: bool = False) -> Path:
     tmp = staging_dir(target)
     staged = temporary(target, ".staged")
     try:
+        limits = limits or ExtractLimits(max_bytes=2 << 30, max_ratio=100.0)
         if archive_kind(archive) == "zip":
-            _extract_zip(archive, tmp)
+            _extract_zip(archive, tmp, limits)
         else:
-            _extract_tar(archive, tmp)
+            _extract_tar(archive, tmp, limits)
         entries = list(tmp.iterdir())
         if not entries:
             raise DownloadError(f"{archive}: the archive is empty")

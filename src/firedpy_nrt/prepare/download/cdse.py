@@ -132,7 +132,12 @@ class TokenSource:
         refresh = body.get("refresh_token")
         if refresh:
             SECRETS.add(str(refresh))
-            refresh_in = float(body.get("refresh_expires_in", 3600))
+            try:
+                refresh_in = float(body.get("refresh_expires_in", 3600))
+            except (TypeError, ValueError):
+                raise DownloadError(
+                    f"token: {self.cfg.token_url} sent a refresh_expires_in that is not a number"
+                ) from None
             self._refresh = str(refresh)
             self._refresh_until = now + refresh_in - min(self.cfg.token_margin_s, refresh_in / 2)
         self.grants.append(kind)
@@ -231,7 +236,8 @@ def _short_detail(response: requests.Response) -> str:
 
 
 def parse_product(item: dict[str, Any], satellite: str, download_url: str) -> Product:
-    """A :class:`Product` from one OData ``Products`` entry."""
+    """A :class:`Product` from one OData ``Products`` entry; a DownloadError naming the entry
+    when a field it relies on is missing or malformed."""
     try:
         product_id = str(item["Id"])
         name = str(item["Name"])
@@ -240,14 +246,25 @@ def parse_product(item: dict[str, Any], satellite: str, download_url: str) -> Pr
         raise DownloadError(
             f"search: a result lacks Id, Name or ContentDate: {item!r}"[:300]
         ) from None
-    sensing = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
+    try:
+        sensing = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
+    except ValueError:
+        raise DownloadError(
+            f"search: result {name!r} has an unparsable ContentDate/Start {start!r}"[:300]
+        ) from None
     md5 = None
-    for checksum in item.get("Checksum") or []:
+    checksums = item.get("Checksum") or []
+    if not isinstance(checksums, list) or not all(isinstance(c, dict) for c in checksums):
+        raise DownloadError(
+            f"search: result {name!r} has a Checksum that is not a list of objects"[:300]
+        )
+    for checksum in checksums:
         if str(checksum.get("Algorithm", "")).upper() == "MD5" and checksum.get("Value"):
             md5 = str(checksum["Value"]).lower()
     cloud = None
-    for attribute in item.get("Attributes") or []:
-        if attribute.get("Name") == "cloudCover":
+    attributes = item.get("Attributes") or []
+    for attribute in attributes if isinstance(attributes, list) else []:
+        if isinstance(attribute, dict) and attribute.get("Name") == "cloudCover":
             try:
                 cloud = float(attribute.get("Value"))
             except (TypeError, ValueError):
@@ -288,7 +305,14 @@ class CdseCatalogue:
         items: list[dict[str, Any]] = []
         seen: set[str] = set()
         next_url: str | None = url
+        pages = 0
         while next_url:
+            pages += 1
+            if pages > self.cfg.max_pages:
+                raise DownloadError(
+                    f"search: {url} kept sending next pages (more than download.max_pages="
+                    f"{self.cfg.max_pages}); raise download.max_pages if the search is that large"
+                )
             response = send(
                 self.session,
                 "GET",
@@ -355,7 +379,13 @@ class CdseProvider:
 
     def search(self, event: FireEvent, start: dt.date, end: dt.date) -> list[Product]:
         items = self.catalogue.query(self.product_filter(event, start, end))
-        products = [parse_product(i, self.satellite, self.cfg.cdse.download_url) for i in items]
+        catalogue = self.cfg.cdse.catalogue_url
+        products = []
+        for item in items:
+            try:
+                products.append(parse_product(item, self.satellite, self.cfg.cdse.download_url))
+            except DownloadError as exc:
+                raise DownloadError(f"{exc} (from {catalogue})") from None
         return [p for p in products if self.keep(p)]
 
     def download(self, product: Product, dest: Path) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from firedpy_nrt.errors import DownloadError
 from firedpy_nrt.prepare.events import FireEvent
 
 SATELLITES = ("sentinel", "landsat")
@@ -16,6 +17,20 @@ _S2_NAME = re.compile(
     r"^(S2[A-D])_MSI(L\w\w)_(\d{8}T\d{6})_N(\d{4})_R(\d{3})_T(\w{5})_(\d{8}T\d{6})"
 )
 _LANDSAT_NAME = re.compile(r"^(L[COTEM]0\d)_(\w{4})_(\d{6})_(\d{8})_(\d{8})_(\d{2})_(T1|T2|RT)")
+#: What a name from a server must look like to become a folder name: one path component of
+#: letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit (every Sentinel-2 and
+#: Landsat product name does), so it can never be ``..``, absolute, hidden or contain a separator.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def safe_name(name: str, what: str = "product name") -> str:
+    """``name`` if it is one safe path component; a DownloadError naming it otherwise."""
+    if not _SAFE_NAME.match(name) or ".." in name:
+        raise DownloadError(
+            f"refused {what} {name[:120]!r}: not a plain file name (a server may not choose "
+            "where files go)"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,10 @@ class Product:
     md5: str | None = None
     cloud_cover: float | None = None
     online: bool = True
+
+    def __post_init__(self) -> None:
+        # The name becomes a folder and an archive name under paths.data_dir/scenes.
+        safe_name(self.name)
 
     @property
     def folder_name(self) -> str:

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,10 @@ class TransferSettings:
     read_timeout_s: float = 300.0
     chunk_bytes: int = 1 << 20
     progress: bool = True
+    #: Average bytes/s a transfer must keep after ``min_rate_grace_s`` (0: no bound); a server
+    #: that trickles bytes would otherwise hold a transfer forever (each read is on time).
+    min_rate_bps: float = 8000.0
+    min_rate_grace_s: float = 60.0
 
 
 class _TryAgain(Exception):
@@ -277,11 +282,13 @@ def _fetch_once(
                 position=_bar_slot(),
             ) as bar,
         ):
+            started = time.monotonic()
             try:
                 for chunk in _stream(response, settings.chunk_bytes):
                     handle.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+                    _check_rate(received, time.monotonic() - started, settings, where)
             except CONNECTION_ERRORS as exc:
                 handle.flush()
                 raise _TryAgain(
@@ -289,6 +296,17 @@ def _fetch_once(
                     counts=received == 0,
                 ) from None
         return served
+
+
+def _check_rate(received: int, elapsed: float, settings: TransferSettings, where: str) -> None:
+    """Cut off a transfer that stays below the minimum average rate after the grace time."""
+    if settings.min_rate_bps <= 0 or elapsed <= settings.min_rate_grace_s:
+        return
+    if received < settings.min_rate_bps * elapsed:
+        raise _TryAgain(
+            f"transfer from {_host(where)} too slow: {received} bytes in {elapsed:.0f} s "
+            f"(below download.min_rate_kbps={settings.min_rate_bps / 1000:g})"
+        )
 
 
 def download_product(
