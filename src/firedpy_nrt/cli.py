@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig
@@ -20,7 +21,9 @@ T = TypeVar("T")
 
 def run_entry(fn: Callable[[Any], T], cfg: DictConfig, schema: type) -> T:
     """Validate ``cfg`` into the dataclass ``schema`` (the one validation of a run) and call ``fn``
-    with it; a FiredpyError becomes one line and an exit code."""
+    with it; a FiredpyError becomes one line and an exit code. What Hydra saved of the config
+    (``.hydra/*.yaml``) is redacted first, whether the run then goes on or is refused."""
+    _redact_hydra_output()
     try:
         return fn(validate(cfg, schema))
     except FiredpyError as exc:
@@ -28,6 +31,37 @@ def run_entry(fn: Callable[[Any], T], cfg: DictConfig, schema: type) -> T:
         log.debug("%s: %s", type(exc).__name__, exc)
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
+
+
+def _redact_hydra_output() -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from firedpy_nrt.redaction import redact_saved_configs
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.output_subdir is not None:
+        redact_saved_configs(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
+
+
+def _refuse_secrets(parsed: list[Any]) -> None:
+    """Secrets never come from the command line: Hydra would save them with the run."""
+    from firedpy_nrt.redaction import has_url_credentials, is_secret_key
+
+    for override in parsed:
+        key = override.key_or_group
+        if is_secret_key(key):
+            _fail(
+                f"config key '{key}': secrets are not taken from the command line or config "
+                "files (they would be saved with the run); set them in the environment or "
+                "~/.netrc (README: Credentials)"
+            )
+        if has_url_credentials(override.input_line.partition("=")[2]):
+            _fail(
+                f"config key '{key}': a URL with credentials in it (user:password@host); give the "
+                "URL without them and the credentials in the environment or ~/.netrc"
+            )
 
 
 def exit_with(code: int) -> Any:
@@ -92,6 +126,7 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = 
         parsed = OverridesParser.create().parse_overrides(args)
     except HydraException as exc:
         _fail(f"bad command-line override: {_one_line(exc)}")
+    _refuse_secrets(parsed)
     plain = [
         o.input_line
         for o in parsed

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,24 +27,11 @@ from firedpy_nrt.config.train import TrainConfig
 from firedpy_nrt.data.datamodule import FireDataModule
 from firedpy_nrt.errors import ConfigError
 from firedpy_nrt.models.segmentation import SegmentationModule
+from firedpy_nrt.redaction import redact
 from firedpy_nrt.train.report import RunReport
 from firedpy_nrt.train.runs import CONFIG_NAME, resume_checkpoint
 
 log = logging.getLogger(__name__)
-
-_SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_?key|credential)", re.IGNORECASE)
-
-
-def redact(node: Any) -> Any:
-    """A copy of a plain config with values under secret-looking keys replaced by ``***``."""
-    if isinstance(node, dict):
-        return {
-            k: ("***" if _SECRET_KEY.search(str(k)) and v is not None else redact(v))
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [redact(v) for v in node]
-    return node
 
 
 @rank_zero_only
