@@ -135,7 +135,7 @@ def test_max_days_drops_distant_dnbr_with_reason(layer_dirs, match_cfg) -> None:
     out = root / "out"
     df = read_match_csv(out / "match.csv")
     assert df["lum_date_post"].tolist() == [date(2020, 6, 13)]
-    unmatched = (out / "unmatched.csv").read_text().splitlines()
+    unmatched = (out / "match.unmatched.csv").read_text().splitlines()
     assert unmatched[0].split(",")[-1] == "reason"
     assert len(unmatched) == 2
     assert "max_days=30" in unmatched[1] and "41 days" in unmatched[1]
@@ -157,7 +157,7 @@ def test_missing_binary_kept_missing_coherence_dropped(layer_dirs, match_cfg) ->
     assert df.loc[0, "binary_product"] is None
     row = (out / "match.csv").read_text().splitlines()[1].split(",")
     assert row[4] == ""  # an empty cell, never "None"
-    unmatched = (out / "unmatched.csv").read_text()
+    unmatched = (out / "match.unmatched.csv").read_text()
     assert "12_20200508_20200520_DeltaLumin_100m.tif" in unmatched
     assert "no coherence-change file for fire 12" in unmatched
 
@@ -241,7 +241,7 @@ def test_validate_catches_corrupt_rasters(layer_dirs, match_cfg) -> None:
     assert any(corrupt in f and "unreadable" in f for f in res.failed)
     df = read_match_csv(root / "out" / "match.csv")
     assert names_of(df, "dnbr") == [good]
-    unmatched = (root / "out" / "unmatched.csv").read_text()
+    unmatched = (root / "out" / "match.unmatched.csv").read_text()
     assert "luminance change unreadable" in unmatched
 
 
@@ -256,9 +256,9 @@ def test_existing_csv_is_kept_unless_overwrite(layer_dirs, match_cfg) -> None:
     # same inputs: nothing to do, no error
     again = run_stage(match_cfg(root))
     assert again.skipped == 1 and again.written == 0
-    (root / "out" / "unmatched.csv").unlink()  # only a report: brought back, no error
+    (root / "out" / "match.unmatched.csv").unlink()  # only a report: brought back, no error
     assert run_stage(match_cfg(root)).skipped == 1
-    assert (root / "out" / "unmatched.csv").is_file()
+    assert (root / "out" / "match.unmatched.csv").is_file()
     before = out.read_text()
     (root / "dnbr" / dnbr(2, "20200501", "20200520")).write_bytes(b"")
     with pytest.raises(DataError, match="overwrite=true") as info:
@@ -424,4 +424,37 @@ def test_cli_matches_users_directories(tmp_path, layer_dirs) -> None:
     assert proc.returncode == 0, proc.stderr
     df = read_match_csv(out)
     assert df["fire_id"].tolist() == ["9844"] and df.loc[0, "dnbr_sensor"] == "LC09"
-    assert (out.parent / "unmatched.csv").is_file()
+    assert (out.parent / "OUT.unmatched.csv").is_file()
+
+
+def test_output_named_like_the_report_never_replaces_the_match(layer_dirs, match_cfg) -> None:
+    """match.output_csv=<dir>/unmatched.csv run twice: the match CSV and its report keep
+    distinct names, so the second run finds its own match unchanged."""
+    root = layer_dirs(
+        lum_change=[lum(1, "20200508", "20200520"), lum(2, "20200508", "20200520")],
+        coh_change=[coh(1, "20200426", "20200508", "20200520")],
+        binary_product=[binary(1, "20200508", "20200520")],
+        dnbr=[dnbr(1, "20200501", "20200521")],
+    )
+    out = root / "out" / "unmatched.csv"
+    assert run_stage(match_cfg(root, output_csv=str(out))).written == 1
+    first = out.read_text()
+    report = root / "out" / "unmatched.unmatched.csv"
+    assert "fire_id,lum_change" in first and "reason" in report.read_text()
+    again = run_stage(match_cfg(root, output_csv=str(out)))
+    assert again.skipped == 1 and out.read_text() == first
+    assert read_match_csv(out)["fire_id"].tolist() == ["1"]
+
+
+def test_output_that_is_a_directory_or_not_text_is_one_line(layer_dirs, match_cfg) -> None:
+    root = layer_dirs(lum_change=[lum(1, "20200508", "20200520")])
+    folder = root / "out" / "dir.csv"
+    folder.mkdir(parents=True)
+    with pytest.raises(DataError, match=r"match.output_csv .*dir\.csv is a directory") as exc:
+        run_stage(match_cfg(root, output_csv=str(folder)))
+    assert "\n" not in str(exc.value)
+    binary_file = root / "out" / "x.csv"
+    binary_file.write_bytes(b"\xff\xfe\x00\x81 not text")
+    with pytest.raises(DataError, match=r"x\.csv exists and is not a UTF-8 text file"):
+        run_stage(match_cfg(root, output_csv=str(binary_file)))
+    assert binary_file.read_bytes() == b"\xff\xfe\x00\x81 not text"  # left as it was

@@ -57,7 +57,7 @@ _DATE_GROUPS = {
     kind: tuple(g for g in groups if g != "fire") for kind, groups in REQUIRED_GROUPS.items()
 }
 
-#: Columns of ``unmatched.csv``: what the luminance file was, what was found, and why it was dropped.
+#: Columns of the unmatched report (``<csv stem>.unmatched.csv``): what the luminance file was, what was found, and why it was dropped.
 UNMATCHED_COLUMNS = (
     "fire_id",
     "lum_change",
@@ -542,8 +542,30 @@ def _unmatched_text(frame: pd.DataFrame, path: Path) -> str:
     return csv_text(UNMATCHED_COLUMNS, rows)
 
 
+def unmatched_report(output_csv: Path) -> Path:
+    """The report of dropped rows beside a match CSV: ``<stem>.unmatched.csv``, a name that is
+    never the match CSV itself (``x.csv`` -> ``x.unmatched.csv``)."""
+    return output_csv.with_name(f"{output_csv.stem}.unmatched.csv")
+
+
+def _check_writable_csv(path: Path, key: str) -> None:
+    """An existing output must be a readable UTF-8 text file (it is compared, then replaced)."""
+    if path.is_dir():
+        raise DataError(f"{key} {path} is a directory; give a .csv file path")
+    if path.exists():
+        try:
+            path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DataError(
+                f"{key} {path} exists and is not a UTF-8 text file (not a match CSV); "
+                "move it or choose another name"
+            ) from None
+        except OSError as exc:
+            raise DataError(f"{key} {path} cannot be read ({exc.strerror})") from None
+
+
 def run_stage(cfg: PrepareConfig) -> StageResult:
-    """List the four layer folders, match them, write ``match.output_csv`` and ``unmatched.csv``."""
+    """List the four layer folders, match them, write ``match.output_csv`` and its report of dropped rows, ``<stem>.unmatched.csv``."""
     mcfg = cfg.match
     overwrite = cfg.overwrite
     result = StageResult(stage="match")
@@ -555,7 +577,8 @@ def run_stage(cfg: PrepareConfig) -> StageResult:
             raise DataError(f"match.{key}: no such directory: {folder}")
         dirs[kind] = folder
     output = Path(mcfg.output_csv).expanduser().absolute()
-    unmatched_path = output.with_name("unmatched.csv")
+    unmatched_path = unmatched_report(output)
+    _check_writable_csv(output, "match.output_csv")
     try:
         pats = compile_patterns({k: v for k, v in vars(mcfg.patterns).items() if v})
     except ValueError as exc:
@@ -631,7 +654,7 @@ def run_stage(cfg: PrepareConfig) -> StageResult:
     unmatched_new = _unmatched_text(unmatched, unmatched_path)
     if output.exists():
         if output.read_text(encoding="utf-8") == csv_new:
-            # the same match: keep it; unmatched.csv is only a report, refresh it if it differs
+            # the same match: keep it; the unmatched report is only a report, refresh it if it differs
             if not (
                 unmatched_path.exists()
                 and unmatched_path.read_text(encoding="utf-8") == unmatched_new
