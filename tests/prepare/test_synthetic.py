@@ -74,7 +74,7 @@ def test_structure_names_and_match(dataset: Path) -> None:
     assert set(df["dnbr_sensor"]) <= set(SENSORS)
     sensors = {parse_layer(f, "dnbr").sensor for f in (dataset / "dnbr").iterdir()}
     assert sensors == set(SENSORS)  # 8 products cycle through all five sensors
-    assert (dataset / "unmatched.csv").read_text().count("\n") == 1  # header only
+    assert (dataset / "match.unmatched.csv").read_text().count("\n") == 1  # header only
     assert (dataset / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
