@@ -241,3 +241,35 @@ def test_dataset_pickles_without_its_arrays(fires_csv, tmp_path):
     again = pickle.loads(blob)
     assert torch.equal(again[3]["label"], ds[3]["label"])
     assert torch.equal(again[3]["image"].nan_to_num(), ds[3]["image"].nan_to_num())
+
+
+@pytest.mark.parametrize("n_fires", [1, 2])
+def test_too_few_fires_for_the_splits_is_one_line_before_training(geo, tmp_path, n_fires):
+    """One fire (no validation fire) or two (no test fire): refused when the split is made,
+    before an epoch runs, saying what to change."""
+    fires = [
+        geo.make_fire(tmp_path / "layers", str(300 + i), size=48, x0=400_000.0 + 20_000 * i)
+        for i in range(n_fires)
+    ]
+    csv = geo.write_csv(tmp_path / f"m{n_fires}.csv", [f.row for f in fires])
+    dm = _dm(csv, tmp_path, batch_size=2)
+    with pytest.raises(DataError, match="cannot fill the splits data.split.fractions asks") as exc:
+        dm.prepare_data()
+    assert "data.split.fractions.test=0" in str(exc.value) and "\n" not in str(exc.value)
+    # what the message says works: no test split asked for (and, with one fire, no validation)
+    fractions = {"train": 1.0, "val": 0.0, "test": 0.0} if n_fires == 1 else {
+        "train": 0.5, "val": 0.5, "test": 0.0}  # fmt: skip
+    dm = _dm(csv, tmp_path, batch_size=2, split={"fractions": fractions})
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.splits["test"] == [] and len(dm.splits["train"]) == 1
+    with pytest.raises(DataError, match="the test split .* has no fire with chips.*test=false"):
+        dm.setup("test")
+
+
+def test_fixed_lists_without_a_validation_fire_are_refused_at_fit(fires_csv, tmp_path):
+    csv, _ = fires_csv
+    dm = _dm(csv, tmp_path, split={"test": ["101"]})
+    dm.prepare_data()
+    with pytest.raises(DataError, match=r"the val split .* list fires in data.split.val"):
+        dm.setup("fit")

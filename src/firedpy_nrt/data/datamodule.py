@@ -100,11 +100,14 @@ def split_fires(fires: Sequence[str], split: SplitConfig) -> dict[str, list[str]
         if getattr(fr, k) > 0 and counts[k] == 0 and n - sum(counts.values()) > 1:
             counts[k] = 1
     n_train = n - counts["val"] - counts["test"]
-    if n_train < 1:
-        need = 1 + sum(1 for k in ("val", "test") if getattr(fr, k) > 0)
+    wanted = [k for k in ("val", "test") if getattr(fr, k) > 0]
+    if n_train < 1 or any(counts[k] == 0 for k in wanted):
+        need = 1 + len(wanted)
         raise DataError(
-            f"{n} fire(s) with chips cannot fill train/val/test (data.split.fractions need "
-            f"at least {need}); add fires or set data.split lists"
+            f"{n} fire(s) with chips cannot fill the splits data.split.fractions asks for "
+            f"(train, {', '.join(wanted)}: at least {need} fires, a fire belongs to one split); "
+            "add fires, list them in data.split.train/val/test, or set "
+            "data.split.fractions.test=0 (with test=false) or fractions.val=0"
         )
     order = list(np.random.default_rng(split.seed).permutation(n))
     shuffled = [fires[i] for i in order]
@@ -211,6 +214,7 @@ class FireDataModule(LightningDataModule):
                     self.cache, self._indices(self.cache, self.splits[k])
                 )
             self._compare_restored()
+        self._require_split(stage)
         if stage in (None, "fit", "validate") or self.stats is None:
             if not self.splits["train"]:
                 if stage in (None, "fit"):
@@ -222,6 +226,28 @@ class FireDataModule(LightningDataModule):
                 f"the training split has {len(self.datasets['train'])} chips, fewer than "
                 f"data.batch_size={self.cfg.batch_size} (the last incomplete batch is dropped)"
             )
+
+    def _require_split(self, stage: str | None) -> None:
+        """The splits a stage reads must hold fires: checked before training starts, not after
+        an epoch when checkpoints look for a validation score that never came."""
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
+            stage or "fit", ()
+        )
+        fixed = self.cfg.split.fixed
+        for split in needed:
+            if split == "val" and not fixed and self.cfg.split.fractions.val == 0:
+                continue  # no validation was asked for
+            if not self.splits[split]:
+                how = (
+                    f"list fires in data.split.{split}"
+                    if fixed
+                    else f"add fires or raise data.split.fractions.{split}"
+                )
+                raise DataError(
+                    f"the {split} split of {self.cfg.match_csv} has no fire with chips "
+                    f"({', '.join(f'{k}: {len(v)}' for k, v in self.splits.items())}); {how}"
+                    + ("; or test=false" if split == "test" else "")
+                )
 
     # -- loaders -----------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> DataLoader:
