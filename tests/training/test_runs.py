@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from firedpy_nrt.errors import ConfigError, DataError
 from firedpy_nrt.train.runs import (
@@ -29,7 +30,7 @@ def _ckpt(run: Path, name: str, age_s: float) -> Path:
     """``<run>/checkpoints/<name>.ckpt`` written ``age_s`` seconds ago."""
     path = run / "checkpoints" / f"{name}.ckpt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
+    torch.save({"epoch": 0}, path)  # a whole checkpoint file: resuming checks that
     when = time.time() - age_s
     os.utime(path, (when, when))
     return path
@@ -133,3 +134,16 @@ def test_saved_config_is_the_resolved_one(tmp_path) -> None:
     (run / "config.yaml").write_text("data:\n  match_csv: /d/synthetic/match.csv\n")
     assert saved_config_value(run, "data.match_csv") == "/d/synthetic/match.csv"
     assert saved_config_value(run, "data.nope") is None
+
+
+def test_only_a_complete_last_ckpt_resumes_in_its_folder(tmp_path) -> None:
+    logs = tmp_path / "logs"
+    run = logs / "train/runs/2026-01-02_00-00-00"
+    last, best = _ckpt(run, "last", 10), _ckpt(run, "best", 10)
+    assert resolve_run_dir("new", "last", str(logs), "train", True) == str(run)
+    assert resolve_run_dir("new", str(last), str(logs), "train", "True") == str(run)
+    # testing only, or fine-tuning from best.ckpt: a new folder
+    assert resolve_run_dir("new", str(last), str(logs), "train", False) == "new"
+    assert resolve_run_dir("new", str(best), str(logs), "train", True) == "new"
+    last.write_bytes(last.read_bytes()[:20])  # truncated
+    assert resolve_run_dir("new", str(last), str(logs), "train", True) == "new"

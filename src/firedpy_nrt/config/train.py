@@ -69,6 +69,43 @@ def _check_partial(node: Any, key: str) -> None:
     return target, kwargs
 
 
+#: Trainer keys that take whole numbers, and those that take a number (a fraction or a count).
+_TRAINER_INTS = (
+    "max_epochs", "min_epochs", "max_steps", "min_steps", "num_nodes", "accumulate_grad_batches",
+    "log_every_n_steps", "check_val_every_n_epoch", "num_sanity_val_steps",
+)  # fmt: skip
+_TRAINER_NUMBERS = (
+    "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+    "val_check_interval", "gradient_clip_val", "overfit_batches",
+)  # fmt: skip
+
+
+def _is_number(value: Any, whole: bool) -> bool:
+    kinds = (int,) if whole else (int, float)
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
+def _check_trainer_types(trainer: dict) -> None:
+    """The Trainer's numeric keys hold numbers (``trainer.max_epochs=abc`` is one line)."""
+    for key in (*_TRAINER_INTS, *_TRAINER_NUMBERS):
+        value = trainer.get(key)
+        whole = key in _TRAINER_INTS
+        require(
+            value is None or _is_number(value, whole),
+            f"trainer.{key}",
+            f"must be {'a whole number' if whole else 'a number'} (got {value!r})",
+        )
+    devices = trainer.get("devices")
+    require(
+        devices is None
+        or _is_number(devices, True)
+        or (isinstance(devices, str) and (devices == "auto" or devices.lstrip("-").isdigit()))
+        or (isinstance(devices, list) and all(_is_number(d, True) for d in devices)),
+        "trainer.devices",
+        f"must be a count, -1, 'auto' or a list of device ids (got {devices!r})",
+    )
+
+
 @dataclass
 class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -111,12 +148,17 @@ class TrainConfig:
             "trainer.precision",
             f"must be one of {', '.join(dict.fromkeys(map(str, PRECISIONS)))} (got {precision!r})",
         )
-        for key in ("max_epochs", "devices", "num_nodes", "accumulate_grad_batches"):
+        _check_trainer_types(self.trainer)
+        for key in ("num_nodes", "accumulate_grad_batches"):
             value = self.trainer.get(key)
-            if isinstance(value, int) and key != "max_epochs":
+            if value is not None:
                 require(value >= 1, f"trainer.{key}", "must be >= 1")
-            if key == "max_epochs" and value is not None:
-                require(value == -1 or value >= 1, "trainer.max_epochs", "must be >= 1 or -1")
+        devices = self.trainer.get("devices")
+        if isinstance(devices, int):
+            require(devices >= 1 or devices == -1, "trainer.devices", "must be >= 1 or -1")
+        max_epochs = self.trainer.get("max_epochs")
+        if max_epochs is not None:
+            require(max_epochs == -1 or max_epochs >= 1, "trainer.max_epochs", "must be >= 1 or -1")
         clip = self.trainer.get("gradient_clip_val")
         require(clip is None or float(clip) >= 0, "trainer.gradient_clip_val", "must be >= 0")
         require(self.train or self.test, "train", "train and test are both false: nothing to do")

@@ -34,6 +34,7 @@ from firedpy_nrt.predict.writer_callback import PredictionStreamWriter
 from firedpy_nrt.predict.writers import OutputPaths, check_free
 from firedpy_nrt.raster_grid import RasterGrid
 from firedpy_nrt.train.runs import find_checkpoint, run_dir_of_checkpoint, saved_config_value
+from firedpy_nrt.trainer import build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +178,19 @@ def _predict(
         persistent_workers=False,
     )
     writer = PredictionStreamWriter(scenes, output_dir, conf.blend, threshold, opener)
-    trainer = pl.Trainer(
-        accelerator=conf.trainer.accelerator,
-        devices=conf.trainer.devices,
-        precision=conf.trainer.precision,
-        strategy=conf.trainer.strategy,
-        callbacks=[writer],
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=True,
-        default_root_dir=str(output_dir),
+    trainer = build_trainer(
+        lambda: pl.Trainer(
+            accelerator=conf.trainer.accelerator,
+            devices=conf.trainer.devices,
+            precision=conf.trainer.precision,
+            strategy=conf.trainer.strategy,
+            callbacks=[writer],
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=True,
+            default_root_dir=str(output_dir),
+        )
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     n_tiles = len(dataset)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,17 +29,22 @@ from firedpy_nrt.data.datamodule import FireDataModule
 from firedpy_nrt.errors import ConfigError
 from firedpy_nrt.models.segmentation import SegmentationModule
 from firedpy_nrt.redaction import redact
+from firedpy_nrt.train.checkpoint_io import AtomicCheckpointIO
 from firedpy_nrt.train.report import RunReport
-from firedpy_nrt.train.runs import CONFIG_NAME, resume_checkpoint
+from firedpy_nrt.train.runs import resume_checkpoint, saved_config_name
+from firedpy_nrt.trainer import build_trainer
 
 log = logging.getLogger(__name__)
 
 
 @rank_zero_only
-def save_resolved_config(conf: TrainConfig, run_dir: Path) -> None:
-    """``config.yaml`` in the run folder: the validated config, secrets redacted."""
+def save_resolved_config(conf: TrainConfig, run_dir: Path) -> Path:
+    """The validated config, secrets redacted, in the run folder: ``config.yaml``, or for a
+    resumed run beside the first one (:func:`firedpy_nrt.train.runs.saved_config_name`)."""
     plain = redact(OmegaConf.to_container(OmegaConf.structured(conf), resolve=True))
-    write_text(run_dir / CONFIG_NAME, OmegaConf.to_yaml(OmegaConf.create(plain)))
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    path = run_dir / saved_config_name(run_dir, stamp)
+    return write_text(path, OmegaConf.to_yaml(OmegaConf.create(plain)))
 
 
 def build_module(
@@ -105,14 +111,21 @@ def train(conf: TrainConfig) -> float | None:
     ckpt_path = resume_checkpoint(conf.ckpt_path, conf.paths.log_dir, conf.task_name)
     ckpt = str(ckpt_path) if ckpt_path is not None else None
     if conf.seed is not None:
-        pl.seed_everything(conf.seed, workers=True)
+        pl.seed_everything(conf.seed, workers=True, verbose=False)
 
     log.info("run directory: %s", run_dir)
     datamodule = FireDataModule(conf.data)
     module = build_module(conf, datamodule.channels, datamodule.augmentation)
     loggers = build_loggers(conf)
     callbacks = build_callbacks(conf, run_dir, has_logger=bool(loggers))
-    trainer: Trainer = instantiate(conf.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: Trainer = build_trainer(
+        lambda: instantiate(
+            conf.trainer,
+            callbacks=callbacks,
+            logger=loggers or False,
+            plugins=[AtomicCheckpointIO()],
+        )
+    )
     if trainer.is_global_zero:
         save_resolved_config(conf, run_dir)
 

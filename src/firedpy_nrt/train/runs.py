@@ -20,6 +20,7 @@ here, training resumes with :func:`resume_checkpoint`, and ``predict.py`` finds 
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,31 @@ def resume_checkpoint(
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise ConfigError(f"config key 'ckpt_path': no such checkpoint: {path}")
+    if not is_complete_checkpoint(path):
+        raise ConfigError(
+            f"config key 'ckpt_path': {path} is not a complete checkpoint (truncated, or not a "
+            "file torch/Lightning wrote)"
+        )
     return path
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a whole torch checkpoint: a zip archive with its central directory
+    (what ``torch.save`` writes; a truncated file lacks the directory at its end)."""
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def is_resumable(ckpt: Path) -> bool:
+    """A checkpoint that continues its own run: a complete ``<run>/checkpoints/last.ckpt``.
+    Any other checkpoint (``best.ckpt``, a file from elsewhere) starts a run of its own."""
+    return (
+        ckpt.name == "last.ckpt"
+        and ckpt.parent.name == CHECKPOINT_DIR
+        and is_complete_checkpoint(ckpt)
+    )
 
 
 def saved_config_value(run_dir: str | os.PathLike[str], key: str) -> Any:
@@ -159,14 +184,22 @@ def _job_dir_name() -> str | None:
     return None
 
 
-def resolve_run_dir(new_dir: str, ckpt_path: str | None, log_dir: str, task_name: str) -> str:
-    """The folder of this run: the resumed run's, a job-shared one, or ``new_dir``."""
-    if ckpt_path:
+def resolve_run_dir(
+    new_dir: str, ckpt_path: str | None, log_dir: str, task_name: str, train: Any = True
+) -> str:
+    """The folder of this run: the resumed run's, a job-shared one, or ``new_dir``.
+
+    Only a real resume (training on from a run's complete ``last.ckpt``) writes into the old
+    run's folder; testing a checkpoint (``train=false``), fine-tuning from ``best.ckpt`` or any
+    other file, and a checkpoint that cannot be read all get a new folder, so a finished run's
+    config, reports and logs are never touched.
+    """
+    if ckpt_path and str(train).lower() not in ("false", "0", "none"):
         try:
             resumed = resume_checkpoint(ckpt_path, log_dir, task_name)
         except ConfigError:
             resumed = None  # train() reports it as a config error; Hydra gets a fresh folder
-        if resumed is not None:
+        if resumed is not None and is_resumable(resumed):
             return str(run_dir_of_checkpoint(resumed))
     shared = _job_dir_name()
     if shared is not None:
@@ -174,8 +207,27 @@ def resolve_run_dir(new_dir: str, ckpt_path: str | None, log_dir: str, task_name
     return new_dir
 
 
+def saved_config_name(run_dir: str | os.PathLike[str], stamp: str) -> str:
+    """Where this run saves its resolved config: ``config.yaml``, or in a folder that already has
+    one (a resumed run) ``config.resumed-<stamp>.yaml``, so the run's first record is kept."""
+    if (Path(run_dir) / CONFIG_NAME).exists():
+        return f"config.resumed-{stamp}.yaml"
+    return CONFIG_NAME
+
+
+def hydra_subdir(run_dir: str, stamp: str) -> str:
+    """Hydra's own record of this invocation: ``.hydra``, or ``.hydra/resumed-<stamp>`` in the
+    folder of a resumed run (whose first ``.hydra`` stays as it was)."""
+    if (Path(run_dir) / ".hydra").exists():
+        return f".hydra/resumed-{stamp}"
+    return ".hydra"
+
+
 def register_resolvers() -> None:
-    """Register ``firedpy_run_dir`` (idempotent); call before ``@hydra.main`` composes."""
+    """Register ``firedpy_run_dir`` and ``firedpy_hydra_subdir`` (idempotent); call before
+    ``@hydra.main`` composes."""
+    # use_cache: one value per process, however often hydra re-reads hydra.run.dir
     if not OmegaConf.has_resolver("firedpy_run_dir"):
-        # use_cache: one value per process, however often hydra re-reads hydra.run.dir
         OmegaConf.register_new_resolver("firedpy_run_dir", resolve_run_dir, use_cache=True)
+    if not OmegaConf.has_resolver("firedpy_hydra_subdir"):
+        OmegaConf.register_new_resolver("firedpy_hydra_subdir", hydra_subdir, use_cache=True)
