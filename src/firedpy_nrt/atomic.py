@@ -9,6 +9,7 @@ the final one that is unique to the process (two runs writing into one folder ne
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import socket
@@ -73,22 +74,43 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
-def publish(tmp: Path, path: Path) -> Path:
-    """Rename the finished temporary file ``tmp`` onto ``path``."""
-    os.replace(tmp, path)
+def publish(tmp: Path, path: Path, replace: bool = True) -> Path:
+    """Rename the finished temporary file ``tmp`` onto ``path``.
+
+    With ``replace=False`` an existing ``path`` (another run finished it meanwhile) is left as
+    it is and :class:`FileExistsError` is raised: the file is linked under its name, which fails
+    when the name is taken, then the temporary name is dropped (on a filesystem without hard
+    links, a check right before the rename does the same with a tiny window).
+    """
+    if replace:
+        os.replace(tmp, path)
+        return path
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+        os.replace(tmp, path)
+        return path
+    os.unlink(tmp)
     return path
 
 
 @contextlib.contextmanager
-def output_file(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+def output_file(
+    path: str | os.PathLike[str], suffix: str = "", replace: bool = True
+) -> Iterator[Path]:
     """Yield a temporary name for ``path``; rename it onto ``path`` when the block ends without an
-    error, delete it when it fails. The parent folder is created."""
+    error (``replace=False``: unless ``path`` exists by then), delete it when it fails. The parent
+    folder is created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary(path, suffix)
     try:
         yield tmp
-        publish(tmp, path)
+        publish(tmp, path, replace)
     finally:
         remove(tmp)
 
@@ -98,6 +120,27 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     with output_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def writable_dir(path: str | os.PathLike[str], key: str) -> Path:
+    """Create the output folder ``path`` if needed and prove a file can be written in it; a
+    DataError naming ``key`` when it is a file, cannot be created, or is read-only."""
+    from firedpy_nrt.errors import DataError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{key} {path} is a file, not a folder")
+    probe = temporary(path / "write-test")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with open(probe, "xb"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise DataError(f"{key} {path} cannot be written ({reason})") from None
+    finally:
+        remove(probe)
+    return path
 
 
 def require_inside(path: Path, root: Path, what: str) -> Path:

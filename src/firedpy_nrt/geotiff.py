@@ -139,9 +139,9 @@ class GeoTiffWriter:
         self._finished = True
         return self.tmp
 
-    def publish(self) -> Path:
-        """Give the finished file its final name."""
-        publish(self.tmp, self.path)
+    def publish(self, replace: bool = True) -> Path:
+        """Give the finished file its final name (``replace=False``: FileExistsError if taken)."""
+        publish(self.tmp, self.path, replace)
         self._published = True
         return self.path
 

@@ -104,8 +104,9 @@ def test_failure_mid_run_leaves_no_partial_files(
         return real(self, y0, weighted)
 
     monkeypatch.setattr(SceneAssembler, "__call__", failing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DataError, match=r"cannot write the outputs in .*out: disk full") as exc:
         predict(predict_cfg(ckpt, csv_path))
+    _one_line(exc)
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -222,6 +223,76 @@ def test_failure_at_the_last_file_leaves_no_set_half_written(
         raise OSError("no space left for the PNG")
 
     monkeypatch.setattr(assembly, "write_quicklook", broken)
-    with pytest.raises(OSError, match="no space left"):
+    with pytest.raises(DataError, match="no space left") as exc:
         predict(predict_cfg(ckpt, csv_path))
+    _one_line(exc)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_full_disk_while_writing_is_one_line_and_keeps_finished_outputs(
+    tmp_path, scene_factory, predict_cfg, monkeypatch
+) -> None:
+    """ENOSPC from the GeoTIFF writer midway: one line, the earlier run's outputs untouched."""
+    import errno
+
+    from firedpy_nrt.geotiff import GeoTiffWriter
+
+    a = scene_factory(150, 60, fire="31", seed=1)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [a], ["31"])
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule())
+    predict(predict_cfg(ckpt, csv_path))
+    finished = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    real = GeoTiffWriter.write
+    calls = []
+
+    def full(self, array, window=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, array, window)
+
+    monkeypatch.setattr(GeoTiffWriter, "write", full)
+    with pytest.raises(DataError, match="No space left on device") as exc:
+        predict(predict_cfg(ckpt, csv_path, "overwrite=true"))
+    _one_line(exc)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == finished
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_output_dir_that_cannot_hold_outputs_is_one_line(tmp_path, setup, predict_cfg, kind):
+    _, csv_path, ckpt = setup
+    if kind == "file":
+        target = tmp_path / "out.txt"
+        target.write_text("a file")
+        match = r"output_dir .*out\.txt is a file, not a folder"
+    else:
+        target = Path("/proc/firedpy-cannot-write-here")  # refused even to root
+        match = r"output_dir /proc/firedpy-cannot-write-here cannot be written"
+    with pytest.raises(DataError, match=match) as exc:
+        predict(predict_cfg(ckpt, csv_path, f"output_dir={target}"))
+    _one_line(exc)
+
+
+def test_two_runs_into_one_folder_never_replace_each_others_outputs(
+    tmp_path, scene_factory, predict_cfg, monkeypatch
+) -> None:
+    """Unique temporary names per process, and publishing refuses an output another run
+    finished meanwhile (simulated: it appears while this run is computing)."""
+    from firedpy_nrt.predict import assembly
+
+    a = scene_factory(60, 60, fire="41", seed=1)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [a], ["41"])
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule())
+    real = assembly.SceneAssembler.commit
+    other = tmp_path / "out" / f"{a.lum_change.stem}_pred.tif"
+
+    def other_run_finishes_first(self):
+        other.write_bytes(b"the other run's map")
+        return real(self)
+
+    monkeypatch.setattr(assembly.SceneAssembler, "commit", other_run_finishes_first)
+    with pytest.raises(DataError, match=r"_pred\.tif was written by another run meanwhile") as exc:
+        predict(predict_cfg(ckpt, csv_path))
+    _one_line(exc)
+    assert other.read_bytes() == b"the other run's map"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [other.name]

@@ -355,3 +355,40 @@ def test_predict_py_ckpt_best_takes_a_newer_timestamped_run_over_torchrun(tmp_pa
     (h5,) = list((logs / "predict/runs").glob("*/predictions/*_pred.h5"))
     _, _, _, meta = _read_h5(h5)
     assert meta["checkpoint"] == str(paths["timestamp"].resolve())
+
+
+def test_tiles_without_luminance_change_skip_the_model(tmp_path, scene_factory, predict_cfg):
+    """A scene that is mostly nodata: only tiles touching valid luminance change reach the
+    model (and only the luminance change is read there); the map equals a full run's."""
+    from firedpy_nrt.predict import predictor as predictor_module
+
+    s = scene_factory(256, 256, fire="61", seed=4)
+    with rasterio.open(s.lum_change, "r+") as ds:
+        data = ds.read(1)
+        data[:, 100:] = ds.nodata  # 60% of the scene outside the swath
+        ds.write(data, 1)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [s], ["61"])
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule())
+    seen: list[int] = []
+    real_forward = predictor_module.TilePredictor.forward
+
+    def counting(self, image):
+        seen.append(image.shape[0])
+        return real_forward(self, image)
+
+    predictor_module.TilePredictor.forward = counting
+    try:
+        result = predict(predict_cfg(ckpt, csv_path, "batch_size=4"))
+    finally:
+        predictor_module.TilePredictor.forward = real_forward
+    (scene,) = result.scenes
+    n_tiles = len(scene.tiles)
+    valid_tiles = sum(1 for w in scene.tiles.windows() if w.col_off < 100)
+    # one blank tile checks the checkpoint against the inputs first, then only the valid tiles
+    assert n_tiles == 25 and seen[0] == 1 and sum(seen[1:]) == valid_tiles < n_tiles
+    prob, mask, _, _ = _read_h5(tmp_path / "out" / f"{s.lum_change.stem}_pred.h5")
+    assert np.isnan(prob[:, 100:]).all() and (mask[:, 100:] == 255).all()
+    lum = s.lum.copy()
+    lum[:, 100:] = np.nan
+    valid = ~np.isnan(lum)
+    np.testing.assert_allclose(prob[valid], _sigmoid(lum)[valid], rtol=1e-5, atol=1e-6)

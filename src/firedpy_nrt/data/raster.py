@@ -252,16 +252,21 @@ class AlignedRow:
         label[np.isnan(raw) | np.isnan(lum)] = IGNORE
         return lum, label
 
-    def read(self, window: WindowLike | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    def read(
+        self, window: WindowLike | None = None, skip_empty: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(image [C, h, w] float32 with NaN = nodata, label [h, w] uint8 or None)`` of ``window``.
 
         ``window`` is a rasterio ``Window`` or ``(row_off, col_off, height, width)`` on the
-        reference grid; None reads the whole grid.
+        reference grid; None reads the whole grid. With ``skip_empty``, a window where the
+        luminance change is all nodata (nothing to map there) does not read the other layers.
         """
         win = _as_window(window, self.height, self.width)
         lum, label = self.read_label(win)
-        image = np.empty((len(CHANNELS), int(win.height), int(win.width)), dtype=np.float32)
+        image = np.full((len(CHANNELS), int(win.height), int(win.width)), np.nan, np.float32)
         image[0] = lum
+        if skip_empty and not np.isfinite(lum).any():
+            return image, label
         for i, name in enumerate(CHANNELS[1:], start=1):
             image[i] = self._read_layer(name, win)
         return image, label

@@ -9,6 +9,7 @@ decimated warped read of the dNBR onto the same grid).
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from firedpy_nrt.atomic import publish, remove, temporary
+from firedpy_nrt.errors import DataError
 from firedpy_nrt.predict.evaluation import Confusion, SceneScore
 from firedpy_nrt.predict.tiling import TileLayout, normalize_rows, weight_sums
 from firedpy_nrt.predict.writers import (
@@ -42,7 +44,9 @@ log = logging.getLogger(__name__)
 class RowReader(Protocol):
     """What :mod:`firedpy_nrt.data.raster` gives: aligned windowed reads on the reference grid."""
 
-    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray | None]: ...
+    def read(
+        self, window: Window, skip_empty: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]: ...
 
     def read_label(self, window: Window) -> tuple[np.ndarray, np.ndarray | None]: ...
 
@@ -114,8 +118,16 @@ def read_thumbnail(path: str | None, geo: RasterGrid, step: int) -> np.ndarray |
 class SceneAssembler:
     """Turns finished weighted-sum rows of one scene into its output files."""
 
-    def __init__(self, scene: ScenePlan, reader: RowReader, blend: str, threshold: float) -> None:
+    def __init__(
+        self,
+        scene: ScenePlan,
+        reader: RowReader,
+        blend: str,
+        threshold: float,
+        overwrite: bool = False,
+    ) -> None:
         self.scene = scene
+        self.overwrite = overwrite
         self.reader = reader
         self.threshold = threshold
         self._rw, self._cw = weight_sums(scene.tiles, blend)
@@ -165,9 +177,20 @@ class SceneAssembler:
                 title=f"fire {self.scene.fire_id}: {self.scene.name} (threshold {self.threshold:g})",
                 threshold=self.threshold,
             )
-            self._h5.publish()
-            self._tif.publish()
-            publish(png_tmp, png)
+            outputs = self.scene.outputs
+            taken = [p for p in outputs if p.exists()] if not self.overwrite else []
+            if taken:
+                raise FileExistsError(errno.EEXIST, "exists", str(taken[0]))
+            self._h5.publish(self.overwrite)
+            self._tif.publish(self.overwrite)
+            publish(png_tmp, png, self.overwrite)
+        except FileExistsError as exc:
+            remove(png_tmp)
+            self.abort()
+            raise DataError(
+                f"output {exc.filename} was written by another run meanwhile; it is kept "
+                "(overwrite=true replaces it)"
+            ) from None
         except BaseException:
             remove(png_tmp)
             self.abort()

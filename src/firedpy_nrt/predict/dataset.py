@@ -62,13 +62,19 @@ class TileDataset(Dataset):
         s, t = self.locate(index)
         scene = self.scenes[s]
         window = scene.tiles.window(t)
-        image, _ = self._reader(s).read(window)
+        image, _ = self._reader(s).read(window, skip_empty=True)
+        valid = bool(np.isfinite(image[0]).any())  # any pixel of the map itself
         size = scene.tiles.tile_size
         if image.shape[1:] != (size, size):
             padded = np.full((image.shape[0], size, size), np.nan, dtype=np.float32)
             padded[:, : image.shape[1], : image.shape[2]] = image
             image = padded
-        return {"image": torch.from_numpy(np.ascontiguousarray(image)), "scene": s, "tile": t}
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "scene": s,
+            "tile": t,
+            "valid": valid,
+        }
 
     def close(self) -> None:
         if self._open is not None:

@@ -93,10 +93,10 @@ class SceneScore:
         return out
 
 
-def write_evaluation(path: Path, scores: list[SceneScore]) -> SceneScore:
+def write_evaluation(path: Path, scores: list[SceneScore], replace: bool = True) -> SceneScore:
     """Write one row per scene and an ``overall`` row; return the overall score."""
     overall = SceneScore("overall", "", sum((s.confusion for s in scores), Confusion()))
-    with output_file(path) as tmp, open(tmp, "w", newline="") as fh:
+    with output_file(path, replace=replace) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         for score in [*scores, overall]:

@@ -30,7 +30,17 @@ class TilePredictor(pl.LightningModule):
         return torch.sigmoid(logits.float())[:, 0]
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Any:
-        return self(batch["image"])
+        """Probabilities of the batch's tiles; a tile whose luminance change is all nodata (no
+        map there: its pixels end as nodata whatever the model says) skips the model."""
+        image, valid = batch["image"], batch.get("valid")
+        if valid is None or bool(valid.all()):
+            return self(image)
+        out = torch.zeros(
+            image.shape[0], *image.shape[2:], dtype=torch.float32, device=image.device
+        )
+        if bool(valid.any()):
+            out[valid] = self(image[valid])
+        return out
 
 
 def check_channels(

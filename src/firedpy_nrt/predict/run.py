@@ -18,9 +18,11 @@ from typing import Any
 import lightning.pytorch as pl
 import pandas as pd
 import rasterio
+from rasterio.errors import RasterioError
 from torch.utils.data import DataLoader
 
 import firedpy_nrt
+from firedpy_nrt.atomic import writable_dir
 from firedpy_nrt.config.predict import PredictConfig
 from firedpy_nrt.data.match_csv import read_match_csv
 from firedpy_nrt.data.raster import CHANNELS, AlignedRow
@@ -169,6 +171,7 @@ def _predict(
     predictor = TilePredictor(load_module(ckpt_path, conf.module_class))
     check_channels(predictor, CHANNELS, min(conf.tile_size, 64), ckpt_path)
 
+    writable_dir(output_dir, "output_dir")  # the last check: nothing is created before it
     dataset = TileDataset(scenes, opener)
     loader = DataLoader(
         dataset,
@@ -177,7 +180,9 @@ def _predict(
         num_workers=conf.data.num_workers,
         persistent_workers=False,
     )
-    writer = PredictionStreamWriter(scenes, output_dir, conf.blend, threshold, opener)
+    writer = PredictionStreamWriter(
+        scenes, output_dir, conf.blend, threshold, opener, overwrite=conf.overwrite
+    )
     trainer = build_trainer(
         lambda: pl.Trainer(
             accelerator=conf.trainer.accelerator,
@@ -192,13 +197,14 @@ def _predict(
             default_root_dir=str(output_dir),
         )
     )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    n_tiles = len(dataset)
-    log.info(
-        "%d scene(s), %d tile(s) of %d px -> %s", len(scenes), n_tiles, conf.tile_size, output_dir
-    )
+    _report_sizes(scenes, conf.tile_size, output_dir)
     try:
         trainer.predict(predictor, dataloaders=loader, return_predictions=False)
+    except (OSError, RasterioError) as exc:  # a full disk, a folder that went away
+        reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:200]
+        raise DataError(
+            f"cannot write the outputs in {output_dir}: {reason}; nothing finished was replaced"
+        ) from None
     finally:
         dataset.close()
     # with ddp_spawn the writer ran in worker processes: the evaluation is found by its name
@@ -224,6 +230,30 @@ def _match_csv(conf: PredictConfig, ckpt: Path) -> Path:
         log.info("match CSV of the training run: %s", trained)
         return trained
     return Path(conf.paths.data_dir) / "match.csv"
+
+
+def _report_sizes(scenes: list[ScenePlan], tile_size: int, output_dir: Path) -> None:
+    """What is about to be mapped, before the work starts: a huge scene shows here first."""
+    for scene in scenes:
+        log.info(
+            "scene %s: %d x %d px (%.1f MP), %d tile(s)",
+            scene.name,
+            scene.geo.height,
+            scene.geo.width,
+            scene.geo.height * scene.geo.width / 1e6,
+            len(scene.tiles),
+        )
+    pixels = sum(s.geo.height * s.geo.width for s in scenes)
+    tiles = sum(len(s.tiles) for s in scenes)
+    log.info(
+        "%d scene(s), %.1f MP, %d tile(s) of %d px (tiles without luminance change skip the "
+        "model) -> %s",
+        len(scenes),
+        pixels / 1e6,
+        tiles,
+        tile_size,
+        output_dir,
+    )
 
 
 def _check_channel_names(info: CheckpointInfo) -> None:

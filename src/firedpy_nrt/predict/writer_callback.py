@@ -22,6 +22,8 @@ import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from firedpy_nrt.atomic import temporary
+from firedpy_nrt.errors import DataError
 from firedpy_nrt.predict.assembly import RowReader, SceneAssembler, ScenePlan
 from firedpy_nrt.predict.evaluation import SceneScore, write_evaluation
 from firedpy_nrt.predict.tiling import BandAccumulator
@@ -57,8 +59,12 @@ class PredictionStreamWriter(BasePredictionWriter):
         blend: str,
         threshold: float,
         opener: Callable[[dict[str, Any], str], RowReader],
+        overwrite: bool = False,
     ) -> None:
         super().__init__(write_interval="batch")
+        self.overwrite = overwrite
+        # one folder per run for the ranks' partial sums (pickled to spawned ranks as it is)
+        self._partial_root = temporary(Path(output_dir) / "partial")
         self.scenes = list(scenes)
         self.output_dir = Path(output_dir)
         self.blend = blend
@@ -73,7 +79,7 @@ class PredictionStreamWriter(BasePredictionWriter):
     # -- where rows go ---------------------------------------------------------------------
     @property
     def _partial_dir(self) -> Path:
-        return self.output_dir / ".partial"
+        return self._partial_root
 
     def _partial_path(self, s: int, rank: int) -> Path:
         return self._partial_dir / f"{self.scenes[s].name}.rank{rank}.h5"
@@ -82,7 +88,7 @@ class PredictionStreamWriter(BasePredictionWriter):
         scene = self.scenes[s]
         reader = self.opener(scene.row, scene.context)
         try:
-            return SceneAssembler(scene, reader, self.blend, self.threshold)
+            return SceneAssembler(scene, reader, self.blend, self.threshold, self.overwrite)
         except BaseException:
             reader.close()
             raise
@@ -152,7 +158,13 @@ class PredictionStreamWriter(BasePredictionWriter):
             trainer.strategy.barrier("firedpy_predict_merged")
         if trainer.is_global_zero and self.scores:
             self.evaluation = self.output_dir / "evaluation.csv"
-            overall = write_evaluation(self.evaluation, self.scores)
+            try:
+                overall = write_evaluation(self.evaluation, self.scores, self.overwrite)
+            except FileExistsError:
+                raise DataError(
+                    f"output {self.evaluation} was written by another run meanwhile; it is kept "
+                    "(overwrite=true replaces it)"
+                ) from None
             m = overall.confusion.metrics()
             log.info(
                 "evaluation over %d labelled scene(s): burned IoU %.4f, mean IoU %.4f, F1 %.4f, "

@@ -103,9 +103,9 @@ class HDF5Writer:
         if self._file.id.valid:
             self._file.close()
 
-    def publish(self) -> None:
-        """Give the finished file its name."""
-        publish(self._tmp, self.path)
+    def publish(self, replace: bool = True) -> None:
+        """Give the finished file its name (``replace=False``: FileExistsError if taken)."""
+        publish(self._tmp, self.path, replace)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
