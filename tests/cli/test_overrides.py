@@ -66,3 +66,18 @@ def test_entry_point_exit_code_and_single_line():
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "match.max_dayz" in proc.stderr
+
+
+def test_the_readmes_pattern_override_works_as_written(tmp_path):
+    """`match.patterns.lum_change='...'` (no +), as the README shows it, reaches the match stage."""
+    from hydra import compose, initialize_config_dir
+
+    from firedpy_nrt.config import validate
+    from firedpy_nrt.config.prepare import PrepareConfig
+
+    pattern = r"^fire(?P<fire>\d+)_(?P<d1>\d{8})_(?P<d2>\d{8})_dlum\.tif$"
+    override = f"match.patterns.lum_change='{pattern}'"
+    check_overrides(str(ROOT / "conf"), "prepare", [override])  # no SystemExit
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("prepare", overrides=[override, f"paths.output_dir={tmp_path}"])
+    assert validate(cfg, PrepareConfig).match.patterns.lum_change == pattern

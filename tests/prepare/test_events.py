@@ -164,3 +164,14 @@ def test_missing_file_and_bad_date(tmp_path):
     ).to_csv(path, index=False)
     with pytest.raises(DataError, match=r"row 2: column 'ig_date' is not a date"):
         read_events(path)
+
+
+@pytest.mark.parametrize(
+    "header", ["id,ig_date,last_date,geometry\n", "id,ig_date,last_date,x,y\n"]
+)
+def test_an_events_csv_with_only_a_header_is_one_line(tmp_path, header):
+    path = tmp_path / "events.csv"
+    path.write_text(header)
+    with pytest.raises(DataError, match=r"events.csv: the events table is empty") as exc:
+        read_events(path)
+    assert "\n" not in str(exc.value)

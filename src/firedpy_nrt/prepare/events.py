@@ -62,6 +62,8 @@ def _read_csv(path: Path, crs: Any) -> tuple[pd.DataFrame, list[BaseGeometry], C
         frame = pd.read_csv(path, dtype={"id": str})
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot read events CSV ({exc})".splitlines()[0]) from exc
+    if frame.empty:  # a header alone: nothing to read geometries from
+        raise DataError(f"{path}: the events table is empty (a header and no row)")
     columns = {c.lower(): c for c in frame.columns}
     if "geometry" in columns:
         geoms: list[BaseGeometry] = []

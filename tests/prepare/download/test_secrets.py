@@ -62,3 +62,17 @@ def test_run_writes_no_password_or_token_and_fails_loudly(cdse, tmp_path, events
             texts[str(path)] = path.read_text(errors="replace")
     leaks = [(where, s[:6]) for where, text in texts.items() for s in secrets if s in text]
     assert leaks == []
+
+
+def test_a_netrc_that_is_not_utf8_is_one_line(tmp_path, monkeypatch):
+    from firedpy_nrt.errors import CredentialsError
+    from firedpy_nrt.prepare.download.credentials import cdse_credentials
+
+    netrc = tmp_path / "netrc"
+    netrc.write_bytes(b"machine identity.dataspace.copernicus.eu login me password \xff\xfe\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    for var in ("CDSE_USERNAME", "CDSE_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(CredentialsError, match=r"netrc: not a UTF-8 text file") as exc:
+        cdse_credentials()
+    assert "\n" not in str(exc.value)

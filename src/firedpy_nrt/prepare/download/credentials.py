@@ -94,6 +94,8 @@ def load_credentials(env_prefix: str, machines: list[str], how: str) -> Credenti
             raise CredentialsError(f"{path}: cannot parse line {exc.lineno} ({how})") from None
         except OSError as exc:
             raise CredentialsError(f"{path}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise CredentialsError(f"{path}: not a UTF-8 text file ({how})") from None
         for machine in machines:
             entry = table.authenticators(machine)
             if entry and entry[0] and entry[2]:
