@@ -202,3 +202,58 @@ def test_dnbr_in_geographic_degrees_is_aligned(fire, geo, tmp_path):
     dist = np.hypot(gx - fire.centre[0], gy - fire.centre[1])
     assert (image[2][dist < fire.radius - 150] > 0.45).all()
     assert (image[2][dist > fire.radius + 150] < 0.05).all()
+
+
+def _noise_tif(geo, path, crs, transform, n, seed):
+    rng = np.random.default_rng(seed)
+    data = rng.normal(0, 1, (n, n)).astype(np.float32)
+    data[: n // 10, : n // 7] = np.nan  # a nodata corner
+    return geo.write_tif(path, data, crs, transform)
+
+
+@pytest.mark.parametrize(("size", "chips"), [(333, ((64, 64), (96, 48))), (768, ((256, 256),)),
+                                            (1024, ((256, 256), (128, 200)))])  # fmt: skip
+def test_reads_do_not_depend_on_the_window(tmp_path, geo, size, chips):
+    """The same pixel has the same value whatever window reads it (chips at several strides,
+    full-width strips as the chip cache reads, the whole raster), for layers on another CRS and
+    resolution, bilinear and nearest alike (GDAL's approximate reprojection made a third of a
+    warped layer's pixels differ by up to 0.015 between windows of a 20 km scene)."""
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform_bounds
+
+    x0, y0, res = 400_000.0, 4_000_000.0, 20.0
+    lum = np.random.default_rng(1).normal(0, 1, (size, size)).astype(np.float32)
+    lum_path = geo.write_tif(tmp_path / "1_20200508_20200520_DeltaLumin_20m.tif", lum,
+                             geo.REF_CRS, from_origin(x0, y0, res, res))  # fmt: skip
+    # coherence: same CRS, 40 m, shifted; dNBR: the neighbouring UTM zone at 30 m
+    coh_t = from_origin(x0 - 200, y0 + 190, 40.0, 40.0)
+    coh_path = _noise_tif(geo, tmp_path / "coh.tif", geo.REF_CRS, coh_t, size // 2 + 12, 2)
+    left, bottom, right, top = transform_bounds(
+        geo.REF_CRS, geo.OTHER_CRS, x0, y0 - size * res, x0 + size * res, y0
+    )
+    n = int(max(right - left, top - bottom) / 30) + 24
+    dnbr_path = _noise_tif(geo, tmp_path / "dnbr.tif", geo.OTHER_CRS,
+                           from_origin(left - 300, top + 300, 30.0, 30.0), n, 3)  # fmt: skip
+    label = (np.random.default_rng(4).random((size // 3, size // 3)) > 0.5).astype(np.uint8)
+    bin_path = geo.write_tif(tmp_path / "bin.tif", label, geo.OTHER_CRS,
+                             from_origin(left, top, 60.0, 60.0), nodata=255)  # fmt: skip
+    row = {"fire_id": "1", "lum_change": str(lum_path), "coh_change": str(coh_path),
+           "dnbr": str(dnbr_path), "binary_product": str(bin_path)}  # fmt: skip
+
+    def same(a, b, where):
+        np.testing.assert_array_equal(a, b, err_msg=where)
+
+    with AlignedRow(row) as r:
+        whole, whole_label = r.read()
+        assert np.isfinite(whole[1]).mean() > 0.5 and np.isfinite(whole[2]).mean() > 0.5
+        for chip, stride in chips:
+            for r0 in range(0, size, stride):
+                strip, _ = r.read((r0, 0, chip, size))
+                h = min(chip, size - r0)
+                same(strip[:, :h], whole[:, r0 : r0 + h], f"strip {chip} at row {r0}")
+                for c0 in range(0, size, stride):
+                    image, lab = r.read((r0, c0, chip, chip))
+                    w = min(chip, size - c0)
+                    where = f"chip {chip} stride {stride} at ({r0}, {c0})"
+                    same(image[:, :h, :w], whole[:, r0 : r0 + h, c0 : c0 + w], where)
+                    same(lab[:h, :w], whole_label[r0 : r0 + h, c0 : c0 + w], where)

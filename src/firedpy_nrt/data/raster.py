@@ -163,6 +163,12 @@ class AlignedRow:
                     src_nodata=src_nodata,
                     nodata=float("nan"),
                     dtype="float32",
+                    # (Nearly) exact coordinates for every pixel: GDAL's default approximates
+                    # the reprojection linearly over each requested chunk (error up to 0.125
+                    # px), so the same pixel came out differently through different windows.
+                    # rasterio refuses 0; this threshold makes the approximation subdivide down
+                    # to exact transforms.
+                    tolerance=1e-9,
                     **extras,
                 )
             except (RasterioError, OSError) as exc:
