@@ -31,6 +31,13 @@ def run_entry(fn: Callable[[Any], T], cfg: DictConfig, schema: type) -> T:
         log.debug("%s: %s", type(exc).__name__, exc)
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        # A folder that cannot be written, a disk that is full: the file and the reason, in one
+        # line (the traceback goes to the run's log file for a bug report).
+        log.debug("unexpected OSError", exc_info=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def _redact_hydra_output() -> None:
@@ -134,14 +141,12 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = 
         and not o.key_or_group.startswith(("hydra.", "hydra/"))
         and o.key_or_group != "hydra"
     ]
-    if not plain:
-        return
     config_dir = str(Path(config_dir).resolve())
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             try:
-                compose(config_name=config_name, overrides=plain)
+                composed = compose(config_name=config_name, overrides=plain)
             except (HydraException, OmegaConfBaseException) as exc:
                 msg = _one_line(exc)
                 key = next(
@@ -158,8 +163,25 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = 
                 elif key:
                     msg = f"config key '{key}': {_reason(msg)}"
                 _fail(msg)
+            _check_log_dir(composed)
     finally:
         GlobalHydra.instance().clear()
+
+
+def _check_log_dir(cfg: DictConfig) -> None:
+    """Hydra creates the run's folder under ``paths.log_dir`` before anything of ours runs: a
+    log_dir that cannot be written is one line here instead of Hydra's traceback."""
+    from omegaconf import OmegaConf
+
+    from firedpy_nrt.atomic import writable_dir
+    from firedpy_nrt.errors import DataError
+
+    log_dir = OmegaConf.select(cfg, "paths.log_dir", default=None)
+    if log_dir:
+        try:
+            writable_dir(log_dir, "paths.log_dir")
+        except DataError as exc:
+            _fail(str(exc))
 
 
 def _reason(msg: str) -> str:

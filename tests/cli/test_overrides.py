@@ -81,3 +81,22 @@ def test_the_readmes_pattern_override_works_as_written(tmp_path):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("prepare", overrides=[override, f"paths.output_dir={tmp_path}"])
     assert validate(cfg, PrepareConfig).match.patterns.lum_change == pattern
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("paths.log_dir=/proc/firedpy-no", "error: paths.log_dir /proc/firedpy-no cannot be written"),
+        ("paths.data_dir=/proc/firedpy-no", "error: /proc/firedpy-no: No such file or directory"),
+    ],
+)
+def test_folders_that_cannot_be_written_are_one_line(tmp_path, override, expected):
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    args = [sys.executable, str(ROOT / "prepare.py"), "source=synthetic",
+            f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}", override]  # fmt: skip
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("[")]
+    assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr[-1500:]
