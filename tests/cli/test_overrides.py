@@ -86,7 +86,10 @@ def test_the_readmes_pattern_override_works_as_written(tmp_path):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("paths.log_dir=/proc/firedpy-no", "error: paths.log_dir /proc/firedpy-no cannot be written"),
+        (
+            "paths.log_dir=/proc/firedpy-no",
+            "error: paths.log_dir /proc/firedpy-no cannot be written",
+        ),
         ("paths.data_dir=/proc/firedpy-no", "error: /proc/firedpy-no: No such file or directory"),
     ],
 )
