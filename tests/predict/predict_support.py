@@ -224,3 +224,33 @@ def lightning_checkpoint(
         ckpt["FireDataModule"] = {"splits": splits}
         torch.save(ckpt, path)
     return path
+
+
+#: Overrides that map with a stand-in module in small tiles on the CPU (tests only).
+STANDIN_ARGS = [
+    "split=all",
+    "module_class=predict_standins.LumModule",
+    "tile_size=32",
+    "overlap=8",
+    "trainer.accelerator=cpu",
+]
+
+
+def run_predict_py(cwd: Path, *args: str):
+    """``python predict.py ARGS`` as a user runs it, with our src/ and the stand-ins importable."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(Path(__file__).parent)]),
+    }
+    return subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from predict_standins import LumModule
-from predict_support import ROOT, save_checkpoint, write_match_csv
+from predict_support import STANDIN_ARGS, run_predict_py, save_checkpoint, write_match_csv
 
 from firedpy_nrt.errors import ConfigError, DataError
 from firedpy_nrt.predict.run import predict
@@ -147,31 +145,12 @@ def test_missing_csv(tmp_path, setup, predict_cfg) -> None:
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(Path(__file__).parent)]),
-    }
-    return subprocess.run(
-        [sys.executable, str(ROOT / "predict.py"), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_predict_py(tmp_path, *args)
 
 
 def test_cli_prints_one_line_error_and_where_outputs_are(tmp_path, setup) -> None:
     _, csv_path, ckpt = setup
-    common = [
-        f"data.match_csv={csv_path}",
-        "split=all",
-        "module_class=predict_standins.LumModule",
-        "tile_size=32",
-        "overlap=8",
-        "trainer.accelerator=cpu",
-        f"paths.log_dir={tmp_path / 'logs'}",
-    ]
+    common = [f"data.match_csv={csv_path}", *STANDIN_ARGS, f"paths.log_dir={tmp_path / 'logs'}"]
     bad = _cli(tmp_path, "ckpt=missing.ckpt", *common)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == (

@@ -14,7 +14,7 @@ import rasterio
 import torch
 from affine import Affine
 from predict_standins import ConstantModule, LumModule
-from predict_support import save_checkpoint, write_match_csv
+from predict_support import STANDIN_ARGS, run_predict_py, save_checkpoint, write_match_csv
 from rasterio.crs import CRS
 
 from firedpy_nrt.predict.run import predict
@@ -317,11 +317,7 @@ def test_ckpt_best_is_the_newest_whatever_the_run_is_called(tmp_path, scene_fact
             f"paths.log_dir={logs}",
             f"paths.output_dir={tmp_path / 'run'}",
             f"data.match_csv={csv_path}",
-            "split=all",
-            "module_class=predict_standins.LumModule",
-            "tile_size=32",
-            "overlap=8",
-            "trainer.accelerator=cpu",
+            *STANDIN_ARGS,
         ]
     )
     assert predict(cfg).checkpoint == paths[newest]
@@ -330,27 +326,13 @@ def test_ckpt_best_is_the_newest_whatever_the_run_is_called(tmp_path, scene_fact
 def test_predict_py_ckpt_best_takes_a_newer_timestamped_run_over_torchrun(tmp_path, scene_factory):
     """The entry point itself: a torchrun run ("t" sorts after any date) older than a
     timestamped run; predict.py ckpt=best maps with the timestamped run's checkpoint."""
-    import subprocess
-    import sys
-
-    from predict_support import ROOT
-
     scene = scene_factory(20, 20, fire="7", seed=3)
     csv_path = write_match_csv(tmp_path / "data/match.csv", [scene], ["7"])
     logs = tmp_path / "logs"
     paths = _runs_with_best(logs, "timestamp")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(Path(__file__).parent)]),
-    }
-    res = subprocess.run(
-        [
-            sys.executable, str(ROOT / "predict.py"), "ckpt=best", f"paths.log_dir={logs}",
-            f"data.match_csv={csv_path}", "split=all", "module_class=predict_standins.LumModule",
-            "tile_size=32", "overlap=8", "trainer.accelerator=cpu",
-        ],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    res = run_predict_py(
+        tmp_path, "ckpt=best", f"paths.log_dir={logs}", f"data.match_csv={csv_path}", *STANDIN_ARGS
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     (h5,) = list((logs / "predict/runs").glob("*/predictions/*_pred.h5"))
     _, _, _, meta = _read_h5(h5)
