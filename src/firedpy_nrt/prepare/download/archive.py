@@ -18,6 +18,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -65,12 +66,6 @@ def _member_path(archive: Path, name: str, into: Path) -> Path:
     return path
 
 
-def _refuse_link(archive: Path, name: str, kind: str) -> DownloadError:
-    return DownloadError(
-        f"{archive}: refused member {name!r} ({kind}; product archives contain no links)"
-    )
-
-
 class _Budget:
     """Bytes written so far against the limit; names the archive when it is exceeded."""
 
@@ -110,62 +105,86 @@ def _copy(src: IO[bytes], dest: Path, budget: _Budget) -> None:
             out.write(chunk)
 
 
+@dataclass(frozen=True)
+class _Member:
+    """One archive member, whatever the format: its name, kind, declared size and opener."""
+
+    name: str
+    kind: str  # file, dir, symlink, hardlink or other
+    size: int
+    open: Callable[[], IO[bytes] | None]
+
+
+def _write_members(
+    archive: Path, into: Path, limits: ExtractLimits, members: list[_Member]
+) -> None:
+    """Check every member (no links, nothing outside ``into``, sizes within the limits) before
+    writing any, then write them while counting the bytes."""
+    targets = []
+    for m in members:
+        if m.kind in ("symlink", "hardlink"):
+            kind = "a symbolic link" if m.kind == "symlink" else "a hard link"
+            raise DownloadError(
+                f"{archive}: refused member {m.name!r} ({kind}; product archives contain no links)"
+            )
+        if m.kind == "other":
+            raise DownloadError(f"{archive}: refused member {m.name!r} (not a file)")
+        targets.append(_member_path(archive, m.name, into))
+    budget = _Budget(archive, limits, archive.stat().st_size)
+    budget.check_declared(sum(m.size for m in members if m.kind == "file"))
+    for m, path in zip(members, targets, strict=True):
+        if m.kind == "dir":
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        src = m.open()
+        if src is None:
+            raise DownloadError(f"{archive}: member {m.name!r} cannot be read")
+        with src:
+            try:
+                _copy(src, path, budget)
+            except FileExistsError:
+                raise DownloadError(f"{archive}: member {m.name!r} appears twice") from None
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> str:
+    kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver set no type
+    if kind == stat.S_IFLNK:
+        return "symlink"
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return "other"
+    return "dir" if info.is_dir() else "file"
+
+
+def _tar_kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return "symlink"
+    if member.islnk():
+        return "hardlink"
+    return "file" if member.isfile() else "dir" if member.isdir() else "other"
+
+
 def _extract_zip(archive: Path, into: Path, limits: ExtractLimits) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            targets = []
-            for info in members:
-                kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver set no type
-                if kind == stat.S_IFLNK:
-                    raise _refuse_link(archive, info.filename, "a symbolic link")
-                if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-                    raise DownloadError(f"{archive}: refused member {info.filename!r} (not a file)")
-                targets.append(_member_path(archive, info.filename, into))
-            budget = _Budget(archive, limits, archive.stat().st_size)
-            budget.check_declared(sum(i.file_size for i in members))
-            for info, path in zip(members, targets, strict=True):
-                if info.is_dir():
-                    path.mkdir(parents=True, exist_ok=True)
-                    continue
-                with zf.open(info) as src:
-                    _copy(src, path, budget)
+            members = [
+                _Member(i.filename, _zip_kind(i), i.file_size, lambda i=i: zf.open(i))
+                for i in zf.infolist()
+            ]
+            _write_members(archive, into, limits, members)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
         raise DownloadError(f"{archive}: corrupt zip archive ({exc})") from None
-    except FileExistsError as exc:
-        raise DownloadError(f"{archive}: member {exc.filename} appears twice") from None
 
 
 def _extract_tar(archive: Path, into: Path, limits: ExtractLimits) -> None:
     try:
         with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            targets = []
-            for member in members:
-                if member.issym():
-                    raise _refuse_link(archive, member.name, "a symbolic link")
-                if member.islnk():
-                    raise _refuse_link(archive, member.name, "a hard link")
-                if not (member.isfile() or member.isdir()):
-                    raise DownloadError(f"{archive}: refused member {member.name!r} (not a file)")
-                targets.append(_member_path(archive, member.name, into))
-            budget = _Budget(archive, limits, archive.stat().st_size)
-            budget.check_declared(sum(m.size for m in members if m.isfile()))
-            for member, path in zip(members, targets, strict=True):
-                if member.isdir():
-                    path.mkdir(parents=True, exist_ok=True)
-                    continue
-                src = tf.extractfile(member)
-                if src is None:
-                    raise DownloadError(f"{archive}: member {member.name!r} cannot be read")
-                with src:
-                    _copy(src, path, budget)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        if isinstance(exc, FileExistsError):
-            raise DownloadError(f"{archive}: member {exc.filename} appears twice") from None
-        if isinstance(exc, (tarfile.TarError, EOFError)):
-            raise DownloadError(f"{archive}: corrupt tar archive ({exc})") from None
-        raise
+            members = [
+                _Member(m.name, _tar_kind(m), m.size, lambda m=m: tf.extractfile(m))
+                for m in tf.getmembers()
+            ]
+            _write_members(archive, into, limits, members)
+    except (tarfile.TarError, EOFError) as exc:
+        raise DownloadError(f"{archive}: corrupt tar archive ({exc})") from None
 
 
 def extract(
