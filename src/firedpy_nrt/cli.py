@@ -169,13 +169,22 @@ def check_overrides(config_dir: str, config_name: str, argv: list[str] | None = 
 
 
 def _check_log_dir(cfg: DictConfig) -> None:
-    """Hydra creates the run's folder under ``paths.log_dir`` before anything of ours runs: a
-    log_dir that cannot be written is one line here instead of Hydra's traceback."""
+    """Hydra creates the run's folder ``<paths.log_dir>/<task_name>/...`` before anything of ours
+    runs: a task_name that is not a plain folder name, or a log_dir that cannot be written, is one
+    line here instead of a folder elsewhere or Hydra's traceback."""
     from omegaconf import OmegaConf
 
     from firedpy_nrt.atomic import writable_dir
+    from firedpy_nrt.config import Invalid, require_plain_name
     from firedpy_nrt.errors import DataError
 
+    for key in ("task_name", "train_task"):  # folder names under log_dir
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            try:
+                require_plain_name(str(value), key)
+            except Invalid as exc:
+                _fail(f"config key '{key}': {exc.message}")
     log_dir = OmegaConf.select(cfg, "paths.log_dir", default=None)
     if log_dir:
         try:

@@ -103,3 +103,19 @@ def test_folders_that_cannot_be_written_are_one_line(tmp_path, override, expecte
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("[")]
     assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr[-1500:]
+
+
+@pytest.mark.parametrize("script", ["train.py", "predict.py", "prepare.py"])
+def test_a_task_name_that_is_a_path_creates_nothing(tmp_path, script):
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    logs = tmp_path / "a" / "logs"
+    args = [sys.executable, str(ROOT / script), f"paths.log_dir={logs}", "task_name=../../escaped"]
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: config key 'task_name': must be a plain folder name (letters, digits, '.', '_', "
+        "'-'), got '../../escaped'"
+    ]
+    assert not (tmp_path / "escaped").exists() and not logs.exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -32,6 +33,18 @@ def require(condition: bool, key: str, message: str) -> None:
     """Raise :class:`Invalid` for ``key`` unless ``condition`` holds."""
     if not condition:
         raise Invalid(key, message)
+
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def require_plain_name(value: str, key: str) -> None:
+    """A name that becomes one folder (``task_name``): letters, digits, ``.``, ``_``, ``-``."""
+    require(
+        bool(_PLAIN_NAME.match(value)) and ".." not in value,
+        key,
+        f"must be a plain folder name (letters, digits, '.', '_', '-'), got {value!r}",
+    )
 
 
 def _join(prefix: str, key: Any) -> str:

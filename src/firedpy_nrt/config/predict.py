@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from firedpy_nrt.config import require
+from firedpy_nrt.config import require, require_plain_name
 from firedpy_nrt.config.paths import PathsConfig
 from firedpy_nrt.config.train import PRECISIONS
 
@@ -76,6 +76,8 @@ class PredictConfig:
     trainer: PredictTrainerConfig = field(default_factory=PredictTrainerConfig)
 
     def check(self) -> None:
+        require_plain_name(self.task_name, "task_name")
+        require_plain_name(self.train_task, "train_task")
         require(self.ckpt.strip() != "", "ckpt", "must be best, last or a checkpoint path")
         require(
             self.split in SPLITS,

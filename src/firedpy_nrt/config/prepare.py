@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from firedpy_nrt.config import Invalid, require
+from firedpy_nrt.config import Invalid, require, require_plain_name
 from firedpy_nrt.config.dnbr import DnbrConfig
 from firedpy_nrt.config.download import DownloadConfig
 from firedpy_nrt.config.paths import PathsConfig
@@ -114,6 +114,7 @@ class PrepareConfig:
     dnbr: DnbrConfig = field(default_factory=DnbrConfig)
 
     def check(self) -> None:
+        require_plain_name(self.task_name, "task_name")
         require(len(self.stages) > 0, "stages", "needs at least one stage")
         for stage in self.stages:
             require(

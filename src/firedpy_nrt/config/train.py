@@ -7,7 +7,7 @@ from typing import Any
 
 from hydra.utils import get_method
 
-from firedpy_nrt.config import Invalid, require
+from firedpy_nrt.config import Invalid, require, require_plain_name
 from firedpy_nrt.config.data import DataConfig
 from firedpy_nrt.config.paths import PathsConfig
 
@@ -125,6 +125,7 @@ class TrainConfig:
     optimized_metric: str = "val/iou"  # returned by train() for sweepers
 
     def check(self) -> None:
+        require_plain_name(self.task_name, "task_name")
         loss_target = _check_partial(self.loss, "loss")
         if loss_target is not None:
             target, kwargs = loss_target
