@@ -175,3 +175,18 @@ def test_an_events_csv_with_only_a_header_is_one_line(tmp_path, header):
     with pytest.raises(DataError, match=r"events.csv: the events table is empty") as exc:
         read_events(path)
     assert "\n" not in str(exc.value)
+
+
+def test_firedpys_event_csv_of_one_point_per_event_is_refused_or_buffered(tmp_path):
+    """FIREDpy's event CSV: one row per event whose x, y is a single pixel of the fire."""
+    xs, ys = TO_SINU.transform([-111.64], [35.23])
+    path = tmp_path / "fired_events.csv"
+    pd.DataFrame(
+        {"id": [9844], "ig_date": ["2020-05-07"], "last_date": ["2020-05-20"], "x": xs, "y": ys}
+    ).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"event 9844 is a single point .*events_point_buffer_m"):
+        read_events(path)
+    (fire,) = read_events(path, point_buffer_m=5000.0)
+    minx, miny, maxx, maxy = fire.geometry.bounds
+    assert minx < -111.64 < maxx and miny < 35.23 < maxy
+    assert 0.09 < maxx - minx < 0.2  # 10 km across in sinusoidal metres, sheared at 35 N

@@ -105,6 +105,9 @@ class PrepareConfig:
     stages: list[str] = field(default_factory=lambda: ["download", "dnbr", "match"])
     events: str | None = None  # FIREDpy event table (.gpkg, .shp, .geojson, .csv)
     events_crs: str | None = None  # CRS of an events file that declares none
+    #: Metres searched around each point of an x/y events CSV; needed for FIREDpy's event CSV,
+    #: whose single point per event is one pixel of the fire (the .gpkg/.shp polygons are better).
+    events_point_buffer_m: float | None = None
     event_ids: list[Any] = field(default_factory=list)  # [] means every event in the table
     satellite: str = "sentinel"  # sentinel, landsat or both
     overwrite: bool = False  # never replace finished outputs unless true
@@ -115,6 +118,11 @@ class PrepareConfig:
 
     def check(self) -> None:
         require_plain_name(self.task_name, "task_name")
+        require(
+            self.events_point_buffer_m is None or self.events_point_buffer_m > 0,
+            "events_point_buffer_m",
+            "must be > 0 metres or null",
+        )
         require(len(self.stages) > 0, "stages", "needs at least one stage")
         for stage in self.stages:
             require(

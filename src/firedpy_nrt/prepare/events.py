@@ -57,7 +57,7 @@ def _looks_geographic(geoms: Iterable[BaseGeometry]) -> bool:
     return -180.0 <= minx <= maxx <= 180.0 and -90.0 <= miny <= maxy <= 90.0
 
 
-def _read_csv(path: Path, crs: Any) -> tuple[pd.DataFrame, list[BaseGeometry], CRS]:
+def _read_csv(path: Path, crs: Any) -> tuple[pd.DataFrame, list[BaseGeometry], CRS, bool]:
     try:
         frame = pd.read_csv(path, dtype={"id": str})
     except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -88,16 +88,11 @@ def _read_csv(path: Path, crs: Any) -> tuple[pd.DataFrame, list[BaseGeometry], C
         except ValueError as exc:
             raise DataError(f"{path}: columns 'x'/'y' must be numbers") from exc
         src = _parse_crs(crs, str(path)) if crs is not None else CRS.from_proj4(MODIS_SINUSOIDAL)
-        points = shapely.points(xs.to_numpy(), ys.to_numpy())
-        if src.is_projected:
-            # A point is the centre of a burned MODIS pixel; buffer it so a one-pixel fire still
-            # has an area to search with.
-            geoms = list(shapely.buffer(points, HALF_MODIS_PIXEL_M, quad_segs=2))
-        else:
-            geoms = list(points)
+        geoms = list(shapely.points(xs.to_numpy(), ys.to_numpy()))
+        return frame.rename(columns={v: k for k, v in columns.items()}), geoms, src, True
     else:
         raise DataError(f"{path}: missing column 'geometry' (WKT) or columns 'x' and 'y'")
-    return frame.rename(columns={v: k for k, v in columns.items()}), geoms, src
+    return frame.rename(columns={v: k for k, v in columns.items()}), geoms, src, False
 
 
 def _read_vector(path: Path, crs: Any) -> tuple[pd.DataFrame, list[BaseGeometry], CRS]:
@@ -142,20 +137,36 @@ def _to_date(value: Any, path: Path, column: str, row: int) -> dt.date:
     return stamp.date()
 
 
+def _buffer_points(parts: list[BaseGeometry], metres: float, src: CRS) -> list[BaseGeometry]:
+    # a projected CRS has metres; in degrees about 111 km per degree is close enough for a buffer
+    radius = metres if src.is_projected else metres / 111_320.0
+    return [p.buffer(radius, quad_segs=4) for p in parts]
+
+
 def read_events(
-    path: str | Path, ids: Iterable[Any] | None = None, crs: Any = None
+    path: str | Path,
+    ids: Iterable[Any] | None = None,
+    crs: Any = None,
+    point_buffer_m: float | None = None,
 ) -> list[FireEvent]:
     """Read a FIREDpy event table; keep ``ids`` (None or empty: all) in the order asked.
 
     ``crs`` overrides the file's CRS (needed for a CSV whose coordinates are neither lon/lat nor
     MODIS sinusoidal). Raises DataError naming the file and column, or the id that is missing.
+
+    A CSV of ``x, y`` points is read as FIREDpy's daily tables are: one point per burned MODIS
+    pixel, each buffered by half a pixel. FIREDpy's event CSV has one row per event whose point
+    is a single pixel of the fire, too small to search with: an event made of one point is refused
+    unless ``point_buffer_m`` (config key ``events_point_buffer_m``) says how far around the
+    point to search; the event polygons of FIREDpy's ``.gpkg`` / ``.shp`` outputs are better.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: events file not found")
     suffix = path.suffix.lower()
+    from_points = False
     if suffix == ".csv":
-        frame, geoms, src = _read_csv(path, crs)
+        frame, geoms, src, from_points = _read_csv(path, crs)
     elif suffix in VECTOR_SUFFIXES:
         frame, geoms, src = _read_vector(path, crs)
     else:
@@ -222,6 +233,19 @@ def read_events(
         first, last, parts = grouped[event_id]
         if last < first:
             raise DataError(f"{path}: event {event_id}: last_date {last} is before ig_date {first}")
+        if from_points:
+            # an event table (ig_date/last_date per row) gives one point per event; a daily table
+            # one point per burned pixel, so one point there is a genuinely one-pixel fire
+            if point_buffer_m is None and has_dates and len(parts) == 1:
+                raise DataError(
+                    f"{path}: event {event_id} is a single point (FIREDpy's event CSV gives one "
+                    "pixel per event, too small to search with); use FIREDpy's .gpkg or .shp "
+                    "event polygons, or set events_point_buffer_m=<metres> to search around it"
+                )
+            if point_buffer_m is not None:
+                parts = _buffer_points(parts, point_buffer_m, src)
+            elif src.is_projected:
+                parts = _buffer_points(parts, HALF_MODIS_PIXEL_M, src)
         geom = parts[0] if len(parts) == 1 else shapely.union_all(parts)
         if to_wgs84 is not None:
             geom = shapely.transform(geom, lambda xy: _apply(to_wgs84, xy))

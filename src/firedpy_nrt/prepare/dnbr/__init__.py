@@ -123,5 +123,7 @@ def run_stage(cfg: PrepareConfig) -> StageResult:
     from firedpy_nrt.prepare.events import read_events
 
     ids = [str(i) for i in cfg.event_ids] or None
-    events = read_events(Path(cfg.events), ids, crs=cfg.events_crs)
+    events = read_events(
+        Path(cfg.events), ids, crs=cfg.events_crs, point_buffer_m=cfg.events_point_buffer_m
+    )
     return process_events(events, cfg.dnbr, cfg.satellite, cfg.overwrite)

@@ -115,7 +115,12 @@ def run_stage(cfg: PrepareConfig) -> StageResult:
     satellites = ["sentinel", "landsat"] if cfg.satellite == "both" else [str(cfg.satellite)]
     with _scrubbed_logs():
         try:
-            events = read_events(cfg.events, ids=list(cfg.event_ids), crs=cfg.events_crs)
+            events = read_events(
+                cfg.events,
+                ids=list(cfg.event_ids),
+                crs=cfg.events_crs,
+                point_buffer_m=cfg.events_point_buffer_m,
+            )
             providers = build_providers(dl, satellites)
             return download_events(
                 events,
