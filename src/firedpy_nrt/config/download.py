@@ -12,8 +12,11 @@ CDSE_TOKEN_URL = (
 )
 CDSE_CATALOGUE_URL = "https://catalogue.dataspace.copernicus.eu/odata/v1"
 CDSE_DOWNLOAD_URL = "https://download.dataspace.copernicus.eu/odata/v1"
-SENTINEL_PROVIDERS = ("cdse", "dhus")
-LANDSAT_PROVIDERS = ("cdse",)
+SENTINEL_PROVIDERS = ("stac", "cdse", "dhus")
+LANDSAT_PROVIDERS = ("stac",)
+STAC_SIGNING = ("none", "planetary_computer")
+PC_STAC_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
+PC_SAS_URL = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
 
 
 def _is_http_url(url: str) -> bool:
@@ -48,11 +51,16 @@ class CdseConfig:
 class DhusConfig:
     """A hub that still speaks the DHuS API, searched through sentinelsat."""
 
-    api_url: str = "https://apihub.copernicus.eu/apihub"
+    #: No default: the Copernicus Open Access Hub (apihub.copernicus.eu) closed in October 2023.
+    api_url: str | None = None
     platform: str = "Sentinel-2"
 
     def check(self) -> None:
-        require(_is_http_url(self.api_url), "api_url", "must be an http(s) URL without credentials")
+        require(
+            self.api_url is None or _is_http_url(self.api_url),
+            "api_url",
+            "must be an http(s) URL without credentials",
+        )
 
 
 @dataclass
@@ -62,25 +70,72 @@ class SentinelSearchConfig:
 
 
 @dataclass
-class LandsatSearchConfig:
-    #: Data Space collections searched for Landsat 8 and 9.
-    collections: list[str] = field(default_factory=lambda: ["LANDSAT-8", "LANDSAT-9"])
-    #: Collection 2 Level-2 surface reflectance: the product names carry this level.
-    level: str = "L2SP"
-    #: Keep only these tiers (T1, T2, RT); empty keeps all.
-    tiers: list[str] = field(default_factory=lambda: ["T1"])
+class StacAssetsConfig:
+    """Which asset key of a collection's items holds each band the dNBR stage reads."""
+
+    nir: str
+    swir: str
+    quality: str  # Sentinel-2 scene classification (SCL) or Landsat QA_PIXEL
+    red: str
+    green: str
+    blue: str
 
     def check(self) -> None:
-        require(len(self.collections) > 0, "collections", "needs at least one collection")
-        require(self.level.isalnum(), "level", "must be a level code such as L2SP")
-        for tier in self.tiers:
-            require(tier in ("T1", "T2", "RT"), "tiers", f"unknown tier {tier!r} (T1, T2 or RT)")
+        for key in ("nir", "swir", "quality", "red", "green", "blue"):
+            require(bool(str(getattr(self, key)).strip()), key, "needs an asset key")
+
+
+@dataclass
+class StacCollectionConfig:
+    collection: str
+    assets: StacAssetsConfig
+
+
+@dataclass
+class StacConfig:
+    """A STAC API, Planetary Computer by default: searched with pystac-client, then only the
+    window of each Cloud-Optimized GeoTIFF asset that covers the buffered event is read."""
+
+    url: str = PC_STAC_URL
+    #: ``planetary_computer``: SAS-signed asset hrefs through the planetary-computer package (an
+    #: optional subscription key from PC_SDK_SUBSCRIPTION_KEY); ``none``: public hrefs.
+    sign: str = "planetary_computer"
+    sas_url: str = PC_SAS_URL
+    #: Metres around the event polygon read from each asset.
+    buffer_m: float = 1000.0
+    #: Tries and timeout (seconds) of the HTTP range reads of an asset (GDAL /vsicurl/).
+    read_retries: int = 3
+    read_timeout_s: float = 60.0
+    sentinel: StacCollectionConfig = field(
+        default_factory=lambda: StacCollectionConfig(
+            "sentinel-2-l2a", StacAssetsConfig("B8A", "B12", "SCL", "B04", "B03", "B02")
+        )
+    )
+    landsat: StacCollectionConfig = field(
+        default_factory=lambda: StacCollectionConfig(
+            "landsat-c2-l2",
+            StacAssetsConfig("nir08", "swir22", "qa_pixel", "red", "green", "blue"),
+        )
+    )
+
+    def check(self) -> None:
+        require(_is_http_url(self.url), "url", "must be an http(s) URL without credentials")
+        require(_is_http_url(self.sas_url), "sas_url", "must be an http(s) URL")
+        require(
+            self.sign in STAC_SIGNING,
+            "sign",
+            f"must be one of {', '.join(STAC_SIGNING)} (got {self.sign!r})",
+        )
+        require(self.buffer_m >= 0, "buffer_m", "must be >= 0")
+        require(self.read_retries >= 0, "read_retries", "must be >= 0")
+        require(self.read_timeout_s > 0, "read_timeout_s", "must be > 0")
 
 
 @dataclass
 class DownloadConfig:
-    sentinel_provider: str = "cdse"
-    landsat_provider: str = "cdse"
+    #: The default (``download=planetary_computer``) needs no account at all.
+    sentinel_provider: str = "stac"
+    landsat_provider: str = "stac"
     #: Search from ig_date minus this many days ...
     days_before: int = 30
     #: ... to last_date plus this many days.
@@ -111,10 +166,13 @@ class DownloadConfig:
     min_rate_kbps: float = 8.0
     min_rate_grace_s: float = 60.0
     progress: bool = True
+    #: A search that finds nothing for a requested satellite is a warning naming the event and
+    #: the window, and the stage's exit code is 1; true accepts empty searches quietly.
+    empty_ok: bool = False
+    stac: StacConfig = field(default_factory=StacConfig)
     cdse: CdseConfig = field(default_factory=CdseConfig)
     dhus: DhusConfig = field(default_factory=DhusConfig)
     sentinel: SentinelSearchConfig = field(default_factory=SentinelSearchConfig)
-    landsat: LandsatSearchConfig = field(default_factory=LandsatSearchConfig)
 
     def check(self) -> None:
         require(
@@ -123,9 +181,22 @@ class DownloadConfig:
             f"must be one of {', '.join(SENTINEL_PROVIDERS)} (got {self.sentinel_provider!r})",
         )
         require(
+            self.landsat_provider != "cdse",
+            "landsat_provider",
+            "the Data Space has no Landsat Level-2 surface reflectance outside Europe (its "
+            "LANDSAT-8/9 collections are Level-1; LANDSAT-8-ESA covers Europe only): use "
+            "download=planetary_computer or download.landsat_provider=stac",
+        )
+        require(
             self.landsat_provider in LANDSAT_PROVIDERS,
             "landsat_provider",
             f"must be one of {', '.join(LANDSAT_PROVIDERS)} (got {self.landsat_provider!r})",
+        )
+        require(
+            self.sentinel_provider != "dhus" or bool(self.dhus.api_url),
+            "dhus.api_url",
+            "must be set for download=dhus (the Copernicus Open Access Hub closed in October "
+            "2023; give a hub that still speaks the DHuS API)",
         )
         require(self.days_before >= 0, "days_before", "must be >= 0")
         require(self.days_after >= 0, "days_after", "must be >= 0")

@@ -21,6 +21,7 @@ def make_cfg(server, tmp_path, events, overrides=(), **download):
             "prepare",
             overrides=[
                 "stages=[download]",
+                "download=cdse",
                 f"events={events}",
                 f"paths.data_dir={tmp_path / 'data'}",
                 f"paths.log_dir={tmp_path / 'logs'}",

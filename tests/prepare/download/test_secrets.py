@@ -29,6 +29,7 @@ def test_run_writes_no_password_or_token_and_fails_loudly(cdse, tmp_path, events
         sys.executable,
         str(ROOT / "prepare.py"),
         "stages=[download]",
+        "download=cdse",
         f"events={events_file}",
         "event_ids=[9844]",
         f"paths.data_dir={data}",

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.network, pytest.mark.timeout(60)]
 from download_support import CONF, leftovers, make_cfg, run, scenes  # noqa: E402
 
 
-def test_sentinel_and_landsat_are_fetched_over_pages_and_extracted(
+def test_sentinel_archives_are_fetched_over_pages_and_extracted(
     cdse, tmp_path, events_file, cdse_env
 ):
     s_pre1 = cdse.sentinel("a1", "20200412")
@@ -27,27 +27,21 @@ def test_sentinel_and_landsat_are_fetched_over_pages_and_extracted(
     s_post = cdse.sentinel("a3", "20200606")
     cdse.sentinel("cloudy", "20200502", cloud=80.0)
     cdse.sentinel("late", "20200801")  # outside the window
-    l8 = cdse.landsat("l8", "20200420")
-    l9 = cdse.landsat("l9", "20200612", collection="LANDSAT-9")
-    result = run(cdse, tmp_path, events_file, ("event_ids=[9844]", "satellite=both"), page_size=2)
-    assert result.failed == [] and result.written == 5 and result.skipped == 0
+    result = run(cdse, tmp_path, events_file, ("event_ids=[9844]",), page_size=2)
+    assert result.failed == [] and result.written == 3 and result.skipped == 0
 
     root = scenes(tmp_path)
     for product in (s_pre1, s_pre2, s_post):
         safe = root / "sentinel" / product.name
         assert (safe / "manifest.safe").is_file()
         assert len(list(safe.rglob("*_B12_20m.jp2"))) == 1
-    for product in (l8, l9):
-        folder = root / "landsat" / product.name
-        assert (folder / f"{product.name}_SR_B5.TIF").is_file()
-        assert (folder / f"{product.name}_QA_PIXEL.TIF").is_file()
     assert not (
         root / "sentinel" / "S2A_MSIL2A_20200502T180911_N0500_R041_T12SVC_20200502T215853.SAFE"
     ).exists()
     assert leftovers(root) == []
 
     entries = read_manifest(root)
-    assert {e["id"] for e in entries} == {"a1", "a2", "a3", "l8", "l9"}
+    assert {e["id"] for e in entries} == {"a1", "a2", "a3"}
     entry = next(e for e in entries if e["id"] == "a1")
     assert entry["status"] == "complete"
     assert entry["checksum"] == {"algorithm": "MD5", "value": s_pre1.md5}
@@ -56,7 +50,7 @@ def test_sentinel_and_landsat_are_fetched_over_pages_and_extracted(
     assert entry["path"] == f"sentinel/{s_pre1.name}"
 
     searches = [r for r in cdse.requests if r.path.startswith("/odata/v1/Products")]
-    assert len(searches) == 3  # sentinel: 2 pages of 2 (3 hits); landsat: 1 page
+    assert len(searches) == 2  # 2 pages of 2 (3 hits)
     assert all("Authorization" not in r.headers for r in searches)
     # The download service redirects to another host; the trusted one still gets the token.
     zipper = [r for r in cdse.requests if r.path.startswith("/zipper/")]
@@ -155,9 +149,13 @@ def test_archive_member_escaping_the_folder_is_refused(cdse, tmp_path, events_fi
     assert leftovers(root) == []
 
 
-def test_empty_result_is_not_a_failure(cdse, tmp_path, events_file, cdse_env):
+def test_an_empty_search_is_named_and_sets_the_exit_code(cdse, tmp_path, events_file, cdse_env):
     cdse.sentinel("a", "20200412")  # covers fire 9844 only
     result = run(cdse, tmp_path, events_file, ("event_ids=[77]",))
+    (failure,) = result.failed  # the exit code says so; download.empty_ok=true accepts it
+    assert "fire 77 sentinel: no products from cdse between 2020-04-01 and 2020-06-02" in failure
+    assert "download.empty_ok=true" in failure and (result.written, result.skipped) == (0, 0)
+    result = run(cdse, tmp_path, events_file, ("event_ids=[77]",), empty_ok=True)
     assert (result.written, result.skipped, result.failed) == (0, 0, [])
     manifest = tmp_path / "data" / "scenes" / "77" / "manifest.json"
     assert json.loads(manifest.read_text())["products"] == []
@@ -222,14 +220,11 @@ def test_overwrite_fetches_again(cdse, tmp_path, events_file, cdse_env):
 
 def test_keep_archives_puts_them_apart(cdse, tmp_path, events_file, cdse_env):
     s2 = cdse.sentinel("s", "20200412")
-    l8 = cdse.landsat("l", "20200420")
-    run(cdse, tmp_path, events_file, ("event_ids=[9844]", "satellite=both"), keep_archives=True)
+    run(cdse, tmp_path, events_file, ("event_ids=[9844]",), keep_archives=True)
     root = scenes(tmp_path)
     assert sorted(p.name for p in (root / "sentinel").iterdir()) == [s2.name]
-    assert sorted(p.name for p in (root / "landsat").iterdir()) == [l8.name]
     stem = s2.name.removesuffix(".SAFE")
     assert (root / "archives" / "sentinel" / f"{stem}.zip").read_bytes() == s2.data
-    assert (root / "archives" / "landsat" / f"{l8.name}.tar").read_bytes() == l8.data
 
 
 def test_at_most_workers_downloads_at_once(cdse, tmp_path, events_file, cdse_env):
@@ -297,4 +292,19 @@ def test_bad_download_keys_are_one_line_config_errors(tmp_path, override, key):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("prepare", overrides=[override, f"paths.output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match=f"config key '{key}'"):
+        validate(cfg, PrepareConfig)
+
+
+def test_landsat_through_the_data_space_is_refused_in_one_line(cdse, tmp_path, events_file):
+    """Its LANDSAT-8/9 collections are Level-1 (a search for L2 found nothing, exit 0); Level-2
+    is LANDSAT-8-ESA, over Europe only."""
+    with pytest.raises(ConfigError, match="config key 'download.landsat_provider': the Data "
+                       "Space has no Landsat Level-2 .*download=planetary_computer"):  # fmt: skip
+        make_cfg(cdse, tmp_path, events_file, ("satellite=landsat",), landsat_provider="cdse")
+
+
+def test_dhus_has_no_default_hub(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("prepare", overrides=["download=dhus", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"config key 'download.dhus.api_url': must be set"):
         validate(cfg, PrepareConfig)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from firedpy_nrt.config.dnbr import DnbrConfig
 from firedpy_nrt.config.prepare import PrepareConfig
 from firedpy_nrt.errors import ConfigError, DataError
-from firedpy_nrt.prepare.dnbr import landsat, sentinel2
+from firedpy_nrt.prepare.dnbr import landsat, sentinel2, stac_item
 from firedpy_nrt.prepare.dnbr.compute import process_pair
 from firedpy_nrt.prepare.dnbr.grid import READ_OPTIONS
 from firedpy_nrt.prepare.dnbr.pairing import Event, choose
@@ -35,6 +35,8 @@ def _is_product(path: Path, folder: str) -> bool:
     name = path.name.lower()
     if name.startswith(".") or name.endswith((".tmp", ".part", ".partial")):
         return False
+    if stac_item.is_item_folder(path):
+        return True
     if folder == "sentinel":
         return (path.is_dir() and name.endswith(".safe")) or (
             path.is_file() and name.endswith(".zip")
@@ -72,7 +74,9 @@ def find_scenes(
                 continue
             seen.add(key)
             try:
-                if folder == "sentinel":
+                if stac_item.is_item_folder(path):
+                    scenes.append(stac_item.read_item(path, cfg))
+                elif folder == "sentinel":
                     scenes.append(sentinel2.read_product(path, cfg.sentinel2))
                 else:
                     scenes.append(landsat.read_product(path, cfg.landsat))

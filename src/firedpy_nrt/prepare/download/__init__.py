@@ -35,10 +35,10 @@ from firedpy_nrt.prepare.download.credentials import (
     dhus_credentials,
     scrub,
 )
-from firedpy_nrt.prepare.download.landsat import LandsatCdseProvider
 from firedpy_nrt.prepare.download.manifest import COMPLETE, FAILED, Manifest
 from firedpy_nrt.prepare.download.product import Product, Provider, search_window, select
 from firedpy_nrt.prepare.download.retry import RetryPolicy
+from firedpy_nrt.prepare.download.stac import StacProvider
 from firedpy_nrt.prepare.download.transfer import TransferSettings, file_md5, part_path
 from firedpy_nrt.prepare.events import FireEvent, read_events
 from firedpy_nrt.prepare.pipeline import StageResult
@@ -57,8 +57,11 @@ class _Job:
     folder: Path
 
 
-def build_providers(dl: DownloadConfig, satellites: list[str]) -> dict[str, Provider]:
-    """One provider per satellite; credentials are read (and checked present) here."""
+def build_providers(
+    dl: DownloadConfig, satellites: list[str], rgb: bool = False
+) -> dict[str, Provider]:
+    """One provider per satellite; credentials are read (and checked present) here. ``rgb``:
+    STAC providers also read the RGB assets (the dnbr stage draws RGB)."""
     policy = RetryPolicy(dl.retries, dl.backoff_s, dl.backoff_max_s, dl.retry_after_max_s)
     settings = TransferSettings(
         policy,
@@ -70,9 +73,11 @@ def build_providers(dl: DownloadConfig, satellites: list[str]) -> dict[str, Prov
         min_rate_grace_s=dl.min_rate_grace_s,
     )
     providers: dict[str, Provider] = {}
-    needs_cdse = ("landsat" in satellites and dl.landsat_provider == "cdse") or (
-        "sentinel" in satellites and dl.sentinel_provider == "cdse"
-    )
+    for satellite in satellites:
+        chosen = dl.sentinel_provider if satellite == "sentinel" else dl.landsat_provider
+        if chosen == "stac":
+            providers[satellite] = StacProvider(satellite, dl, rgb=rgb)
+    needs_cdse = "sentinel" in satellites and dl.sentinel_provider == "cdse"
     if needs_cdse:
         credentials = cdse_credentials(urlparse(dl.cdse.token_url).hostname)
         tokens = TokenSource(
@@ -80,14 +85,11 @@ def build_providers(dl: DownloadConfig, satellites: list[str]) -> dict[str, Prov
         )
         auth = BearerAuth(tokens, dl.cdse)
         catalogue = CdseCatalogue(dl, policy)
-        if "sentinel" in satellites and dl.sentinel_provider == "cdse":
-            providers["sentinel"] = CdseProvider("sentinel", dl, catalogue, auth, settings)
-        if "landsat" in satellites:
-            providers["landsat"] = LandsatCdseProvider("landsat", dl, catalogue, auth, settings)
+        providers["sentinel"] = CdseProvider("sentinel", dl, catalogue, auth, settings)
     if "sentinel" in satellites and dl.sentinel_provider == "dhus":
         from firedpy_nrt.prepare.download.dhus import DhusProvider
 
-        host = urlparse(dl.dhus.api_url).hostname or ""
+        host = urlparse(dl.dhus.api_url or "").hostname or ""
         providers["sentinel"] = DhusProvider(dl, dhus_credentials(host), settings)
     return providers
 
@@ -121,7 +123,7 @@ def run_stage(cfg: PrepareConfig) -> StageResult:
                 crs=cfg.events_crs,
                 point_buffer_m=cfg.events_point_buffer_m,
             )
-            providers = build_providers(dl, satellites)
+            providers = build_providers(dl, satellites, rgb=cfg.dnbr.rgb.enabled)
             return download_events(
                 events,
                 providers,
@@ -152,15 +154,13 @@ def download_events(
             found = provider.search(event, start, end)
             products = select(found, event, dl.scenes_per_side)
             if not products:
-                log.warning(
-                    "fire %s %s: no products from %s between %s and %s (cloud cover <= %s%%)",
-                    event.id,
-                    satellite,
-                    provider.name,
-                    start,
-                    end,
-                    dl.cloud_cover,
+                empty = (
+                    f"fire {event.id} {satellite}: no products from {provider.name} between "
+                    f"{start} and {end} (cloud cover <= {dl.cloud_cover}%)"
                 )
+                log.warning(empty)
+                if not dl.empty_ok:  # the exit code says so (download.empty_ok=true accepts it)
+                    result.failed.append(f"{empty}; download.empty_ok=true accepts this")
             else:
                 log.info(
                     "fire %s %s: %d products (%d found) between %s and %s",
@@ -243,6 +243,11 @@ def _run_job(
         job.folder.parent.mkdir(parents=True, exist_ok=True)
         if overwrite:
             part_path(archive).unlink(missing_ok=True)
+        if hasattr(job.provider, "fetch"):  # reads the window of each asset into the folder
+            job.provider.fetch(product, job.folder, job.event)
+            job.manifest.record(product, COMPLETE)
+            log.info("%s: complete", label)
+            return None
         if overwrite or not _reusable_archive(archive, product):
             archive.unlink(missing_ok=True)
             log.info("%s: downloading (%s bytes)", label, product.size or "?")

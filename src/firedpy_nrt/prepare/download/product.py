@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from firedpy_nrt.errors import DownloadError
 from firedpy_nrt.prepare.events import FireEvent
@@ -47,6 +47,8 @@ class Product:
     md5: str | None = None
     cloud_cover: float | None = None
     online: bool = True
+    #: The STAC item (a STAC provider's products), as the API sent it.
+    item: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         # The name becomes a folder and an archive name under paths.data_dir/scenes.
@@ -54,8 +56,11 @@ class Product:
 
     @property
     def folder_name(self) -> str:
-        """The extracted folder: ``<name>.SAFE`` for Sentinel-2, the product id for Landsat."""
+        """The product's folder: ``<name>.SAFE`` for a Sentinel-2 archive, the product id for
+        Landsat and for a STAC item."""
         name = self.name
+        if self.item is not None:
+            return name
         for suffix in _ARCHIVE_SUFFIXES:
             if name.lower().endswith(suffix):
                 name = name[: -len(suffix)]
@@ -72,6 +77,11 @@ class Product:
     @property
     def tile(self) -> str:
         """MGRS tile (``T12SVC``) or Landsat path/row (``P034R032``); the name when unknown."""
+        props = (self.item or {}).get("properties") or {}
+        if props.get("s2:mgrs_tile"):
+            return f"T{props['s2:mgrs_tile']}"
+        if props.get("landsat:wrs_path") and props.get("landsat:wrs_row"):
+            return f"P{int(props['landsat:wrs_path']):03d}R{int(props['landsat:wrs_row']):03d}"
         if m := _S2_NAME.match(self.name):
             return f"T{m.group(6)}"
         if m := _LANDSAT_NAME.match(self.name):
