@@ -36,6 +36,8 @@ class StacState:
     files: dict[str, Path] = field(default_factory=dict)
     bytes_sent: dict[str, int] = field(default_factory=dict)
     searches: list[str] = field(default_factory=list)  # "GET" / "POST" per /search request
+    post_search: bool = True  # False: POST /search answers 405 (a GET-only API)
+    query_extension: bool = True  # False: a search with ``query`` answers 400
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -106,8 +108,10 @@ def _handler(state: StacState) -> type[BaseHTTPRequestHandler]:
         def _search(self, params: dict[str, Any], method: str) -> None:
             with state.lock:
                 state.searches.append(method)
-            if params.get("unknown"):
-                return self._json(400, {"code": "BadRequest", "description": "unknown parameter"})
+            if method == "POST" and not state.post_search:
+                return self._json(405, {"code": "MethodNotAllowed", "description": "GET only"})
+            if params.get("query") and not state.query_extension:
+                return self._json(400, {"code": "BadRequest", "description": "unknown: query"})
             hits = [i for i in state.items if _matches(i, params)]
             hits.sort(key=lambda i: i["properties"]["datetime"])
             limit = int(params.get("limit") or 10)

@@ -279,3 +279,20 @@ def test_planetary_computer_signing_goes_through_the_sas_api(stac, tmp_path, s2_
     provider = StacProvider("sentinel", cfg.download)
     (product,) = provider.search(s2_fire.event, dt.date(2020, 4, 1), dt.date(2020, 6, 1))
     assert "sig=loopback" in product.url and "SAS" in stac.searches
+
+
+def test_a_get_only_catalogue_without_the_query_extension_still_works(
+    stac, tmp_path, s2_scenes, s2_fire
+):
+    stac.post_search, stac.query_extension = False, False
+    assets = tmp_path / "assets"
+    s2_item(stac, assets, "clear", "S2A", PRE_TIME, s2_scenes["pre"], s2_scenes["scl_pre"])
+    s2_item(stac, assets, "cloudy", "S2A", "20200509T180909", s2_scenes["pre"],
+            s2_scenes["scl_pre"], cloud=95.0)  # fmt: skip
+    cfg = prepare_cfg(stac, tmp_path / "d", events_file(tmp_path, s2_fire.event.geometry),
+                      "stages=[download]")  # fmt: skip
+    result = download_stage(cfg)
+    assert (result.written, result.failed) == (1, [])
+    assert stac.searches == ["POST", "GET", "GET"]  # refused, refused (query), answered
+    sentinel = tmp_path / "d" / "scenes" / FIRE_ID / "sentinel"
+    assert sorted(p.name for p in sentinel.iterdir()) == ["clear"]

@@ -89,27 +89,29 @@ class StacProvider:
         """Items of the collection intersecting the event and sensed in ``[start, end]``."""
         client = self._open()
         url = self.cfg.stac.url
-        try:
-            search = client.search(
-                collections=[self.collection.collection],
-                intersects=mapping(event.geometry),
-                datetime=f"{start.isoformat()}T00:00:00Z/{end.isoformat()}T23:59:59Z",
-                query={"eo:cloud_cover": {"lte": self.cfg.cloud_cover}},
-                limit=self.cfg.page_size,
-            )
-            items: list[dict[str, Any]] = []
-            for pages, page in enumerate(search.pages_as_dicts(), start=1):
-                if pages > self.cfg.max_pages:
-                    raise DownloadError(
-                        f"search: {url} kept sending next pages (more than download.max_pages="
-                        f"{self.cfg.max_pages}); raise download.max_pages if the search is that "
-                        "large"
-                    )
-                items += list(page.get("features") or [])
-        except DownloadError:
-            raise
-        except Exception as exc:  # APIError, requests errors, malformed answers
-            raise DownloadError(f"search: {url}: {_first_line(exc)}") from None
+        common = {
+            "collections": [self.collection.collection],
+            "intersects": mapping(event.geometry),
+            "datetime": f"{start.isoformat()}T00:00:00Z/{end.isoformat()}T23:59:59Z",
+            "limit": self.cfg.page_size,
+        }
+        cloud = {"eo:cloud_cover": {"lte": self.cfg.cloud_cover}}
+        # POST with the query extension (what Planetary Computer and Earth Search answer); an
+        # API without POST search or without the query extension is asked again by GET, and
+        # then without the query (the cloud limit is applied here in any case).
+        attempts = (("POST", cloud), ("GET", cloud), ("GET", None))
+        first_error: Exception | None = None
+        items: list[dict[str, Any]] = []
+        for method, query in attempts:
+            try:
+                items = self._pages(client, method, query, common, url)
+                break
+            except DownloadError:
+                raise
+            except Exception as exc:  # APIError, requests errors, malformed answers
+                first_error = first_error or exc
+        else:
+            raise DownloadError(f"search: {url}: {_first_line(first_error)}") from None
         products = []
         for item in items:
             try:
@@ -119,6 +121,20 @@ class StacProvider:
         return [
             p for p in products if p.cloud_cover is None or p.cloud_cover <= self.cfg.cloud_cover
         ]
+
+    def _pages(
+        self, client: Any, method: str, query: Any, common: dict[str, Any], url: str
+    ) -> list[dict[str, Any]]:
+        search = client.search(method=method, query=query, **common)
+        items: list[dict[str, Any]] = []
+        for pages, page in enumerate(search.pages_as_dicts(), start=1):
+            if pages > self.cfg.max_pages:
+                raise DownloadError(
+                    f"search: {url} kept sending next pages (more than download.max_pages="
+                    f"{self.cfg.max_pages}); raise download.max_pages if the search is that large"
+                )
+            items += list(page.get("features") or [])
+        return items
 
     def _product(self, item: dict[str, Any]) -> Product:
         props = item.get("properties") or {}
