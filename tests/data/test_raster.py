@@ -257,3 +257,54 @@ def test_reads_do_not_depend_on_the_window(tmp_path, geo, size, chips):
                     where = f"chip {chip} stride {stride} at ({r0}, {c0})"
                     same(image[:, :h, :w], whole[:, r0 : r0 + h, c0 : c0 + w], where)
                     same(lab[:h, :w], whole_label[r0 : r0 + h, c0 : c0 + w], where)
+
+
+@pytest.mark.parametrize(
+    ("kind", "threshold"),
+    [("filled_0.01", 0.5), ("zero_one", 0.5), ("zero_255_nodata", 0.5), ("fraction", 0.3)],
+)
+def test_labels_are_burned_at_or_above_the_label_threshold(geo, tmp_path, kind, threshold):
+    """As real products write them: the original pipeline fills a raster with 0.01 when fewer
+    than 30 pixels burned (``> 0`` read it as all burned); 0/1 products; 0/1 with 255 nodata;
+    a burned fraction thresholded at another value. NaN and nodata stay ignored."""
+    from rasterio.transform import from_origin
+
+    f = geo.make_fire(tmp_path / "l", "12", size=40)
+    t = from_origin(400_000, 4_000_000, 100, 100)
+    if kind == "filled_0.01":
+        raw, nodata = np.full((40, 40), 0.01, np.float32), None
+        raw[:5] = np.nan
+        expected = np.zeros((40, 40), np.uint8)
+        expected[:5] = IGNORE
+    elif kind == "zero_one":
+        raw, nodata = np.zeros((40, 40), np.uint8), None
+        raw[10:20, 10:20] = 1
+        expected = raw.copy()
+    elif kind == "zero_255_nodata":
+        raw, nodata = np.zeros((40, 40), np.uint8), 255
+        raw[10:20, 10:20] = 1
+        raw[30:, :] = 255
+        expected = raw.copy()
+        expected[30:, :] = IGNORE
+    else:
+        raw, nodata = np.linspace(0, 1, 1600, dtype=np.float32).reshape(40, 40), None
+        expected = (raw >= np.float32(threshold)).astype(np.uint8)
+    f.row["binary_product"] = str(geo.write_tif(tmp_path / "bin.tif", raw, geo.REF_CRS, t, nodata))
+    with AlignedRow(f.row, label_threshold=threshold) as r:
+        lum, label = r.read_label()
+    expected = expected.copy()
+    expected[np.isnan(lum)] = IGNORE  # outside the luminance change: not a label either
+    np.testing.assert_array_equal(label, expected)
+
+
+def test_label_threshold_is_a_validated_data_key():
+    from omegaconf import OmegaConf
+
+    from firedpy_nrt.config import validate
+    from firedpy_nrt.config.data import DataConfig
+    from firedpy_nrt.errors import ConfigError
+
+    base = {"match_csv": "m.csv", "cache_dir": "c"}
+    assert validate(OmegaConf.create(base), DataConfig).label_threshold == 0.5
+    with pytest.raises(ConfigError, match="config key 'label_threshold': must be > 0"):
+        validate(OmegaConf.create({**base, "label_threshold": 0}), DataConfig)

@@ -374,3 +374,25 @@ def test_tiles_without_luminance_change_skip_the_model(tmp_path, scene_factory, 
     lum[:, 100:] = np.nan
     valid = ~np.isnan(lum)
     np.testing.assert_allclose(prob[valid], _sigmoid(lum)[valid], rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_reads_labels_with_the_trainings_threshold(tmp_path, scene_factory, predict_cfg):
+    """A product whose burned pixels hold 0.4: burned for a training that used
+    data.label_threshold=0.3 (stored with its split), unburned at 0.5 (an override)."""
+    s = scene_factory(40, 40, fire="71", seed=7)
+    with rasterio.open(s.binary_product, "r+") as ds:
+        raw = ds.read(1)
+        ds.write(np.where(raw > 0, np.float32(0.4), raw).astype(raw.dtype), 1)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [s], ["71"])
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule())
+    raw_ckpt = torch.load(ckpt, weights_only=False)
+    raw_ckpt["FireDataModule"] = {"splits": {"test": ["71"]}, "label_threshold": 0.3}
+    torch.save(raw_ckpt, ckpt)
+
+    def burned_labels(*extra: str) -> int:
+        result = predict(predict_cfg(ckpt, csv_path, *extra))
+        (score,) = result.scores
+        return score.confusion.tp + score.confusion.fn
+
+    assert burned_labels() > 0
+    assert burned_labels("data.label_threshold=0.5", f"output_dir={tmp_path / 'o2'}") == 0

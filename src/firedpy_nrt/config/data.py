@@ -7,6 +7,7 @@ from typing import Any
 
 from firedpy_nrt.config import require
 from firedpy_nrt.data.layers import normalise_fire_id
+from firedpy_nrt.data.raster import DEFAULT_LABEL_THRESHOLD
 
 BAD_ROW_POLICIES = ("error", "skip")
 
@@ -84,6 +85,8 @@ class DataConfig:
     min_valid_fraction: float = 0.1  # keep a chip when at least this share carries a label
     cache_dir: str = "${paths.data_dir}/cache"  # one folder per CSV content + chip settings
     on_bad_row: str = "error"  # error: stop at a missing/corrupt raster; skip: warn, count, go on
+    #: burned where the binary product is at least this; nodata and NaN stay ignored (not labels)
+    label_threshold: float = DEFAULT_LABEL_THRESHOLD
     batch_size: int = 8
     num_workers: int = 0
     pin_memory: bool = False
@@ -94,6 +97,11 @@ class DataConfig:
     def check(self) -> None:
         require(self.match_csv.strip() != "", "match_csv", "is required (data.match_csv=PATH)")
         require(self.chip_size >= 16, "chip_size", f"must be >= 16 pixels (got {self.chip_size})")
+        require(
+            self.label_threshold > 0,
+            "label_threshold",
+            f"must be > 0: a product's 0 is unburned (got {self.label_threshold})",
+        )
         require(self.stride >= 1, "stride", f"must be >= 1 pixel (got {self.stride})")
         require(
             0.0 <= self.min_valid_fraction <= 1.0,

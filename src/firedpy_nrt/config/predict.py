@@ -17,6 +17,8 @@ BLENDS = ("linear", "gaussian")
 class PredictDataConfig:
     match_csv: str | None = None
     num_workers: int = 0
+    #: burned where the binary product is at least this (evaluation); null: the checkpoint's
+    label_threshold: float | None = None
 
     def check(self) -> None:
         require(
@@ -25,6 +27,11 @@ class PredictDataConfig:
             "must be a .csv file or null (the training run's CSV)",
         )
         require(self.num_workers >= 0, "num_workers", "must be >= 0")
+        require(
+            self.label_threshold is None or self.label_threshold > 0,
+            "label_threshold",
+            "must be > 0 or null (the checkpoint's)",
+        )
 
 
 @dataclass

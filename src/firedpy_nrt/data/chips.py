@@ -35,7 +35,14 @@ from tqdm.auto import tqdm
 
 from firedpy_nrt.atomic import staging_dir
 from firedpy_nrt.data.match_csv import fire_sort_key, read_match_csv
-from firedpy_nrt.data.raster import CHANNELS, IGNORE, LABEL, AlignedRow, row_context
+from firedpy_nrt.data.raster import (
+    CHANNELS,
+    DEFAULT_LABEL_THRESHOLD,
+    IGNORE,
+    LABEL,
+    AlignedRow,
+    row_context,
+)
 from firedpy_nrt.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,7 @@ class ChipSettings:
     stride: int
     min_valid_fraction: float
     on_bad_row: str = "error"
+    label_threshold: float = DEFAULT_LABEL_THRESHOLD
 
 
 @dataclass
@@ -248,7 +256,9 @@ def build_chip_cache(
                 count, row_windows = 0, []
                 try:
                     with (
-                        AlignedRow(rec, context=context) as row,
+                        AlignedRow(
+                            rec, context=context, label_threshold=settings.label_threshold
+                        ) as row,
                         open(img_part, "wb") as fi,
                         open(lab_part, "wb") as fl,
                     ):

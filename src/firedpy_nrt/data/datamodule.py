@@ -132,6 +132,7 @@ class FireDataModule(LightningDataModule):
             stride=config.stride,
             min_valid_fraction=config.min_valid_fraction,
             on_bad_row=config.on_bad_row,
+            label_threshold=config.label_threshold,
         )
         #: The input layers, in the order of the image channels: the model is built for these
         #: and prediction checks a checkpoint against them by name.
@@ -279,6 +280,8 @@ class FireDataModule(LightningDataModule):
         return {
             "splits": self.splits,
             "cache": str(self.cache.path) if self.cache is not None else None,
+            # prediction reads labels with the threshold training used
+            "label_threshold": self.cfg.label_threshold,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

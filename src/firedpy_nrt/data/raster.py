@@ -8,7 +8,8 @@ as ``src_nodata`` and the warped value is NaN there, so bilinear resampling neve
 nodata value into a real one.
 
 ``read(window)`` returns ``image`` float32 ``[C, h, w]`` in :data:`CHANNELS` order with NaN where
-a layer is nodata, and ``label`` uint8 ``[h, w]``: 1 burned (binary product > 0), 0 unburned,
+a layer is nodata, and ``label`` uint8 ``[h, w]``: 1 burned (binary product >= the label
+threshold, :data:`DEFAULT_LABEL_THRESHOLD` unless given), 0 unburned,
 :data:`IGNORE` where the binary product is nodata/NaN or the luminance change is nodata (outside
 the map); ``label`` is None when the row has no binary product. Windows that reach past the grid
 are padded with NaN / :data:`IGNORE`, so a raster smaller than a chip loses nothing.
@@ -44,6 +45,10 @@ CHANNELS: tuple[str, ...] = ("lum_change", "coh_change", "dnbr")
 LABEL = "binary_product"
 #: Label value ignored by the loss and the metrics.
 IGNORE = 255
+#: A binary product's pixel is burned where its value is at least this (``data.label_threshold``):
+#: the original SAR pipeline fills a whole raster with 0.01 when fewer than 30 pixels burned, so
+#: ``> 0`` would read such a product as all burned.
+DEFAULT_LABEL_THRESHOLD = 0.5
 
 WindowLike = Window | tuple[int, int, int, int]
 
@@ -81,7 +86,13 @@ class AlignedRow:
     non-overlapping raster raises :class:`DataError` naming the file and the row.
     """
 
-    def __init__(self, row: Mapping[str, Any], context: str | None = None) -> None:
+    def __init__(
+        self,
+        row: Mapping[str, Any],
+        context: str | None = None,
+        label_threshold: float = DEFAULT_LABEL_THRESHOLD,
+    ) -> None:
+        self.label_threshold = float(label_threshold)
         self.fire_id = str(row.get("fire_id", "")) if row.get("fire_id") is not None else ""
         self.context = context or (f"fire {self.fire_id}" if self.fire_id else "match row")
         self.paths: dict[str, Path | None] = {}
@@ -254,7 +265,7 @@ class AlignedRow:
         if not self.has_label:
             return lum, None
         raw = self._read_layer(LABEL, win)
-        label = np.where(raw > 0, 1, 0).astype(np.uint8)
+        label = np.where(raw >= self.label_threshold, 1, 0).astype(np.uint8)
         label[np.isnan(raw) | np.isnan(lum)] = IGNORE
         return lum, label
 

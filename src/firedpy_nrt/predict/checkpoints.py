@@ -22,6 +22,7 @@ class CheckpointInfo:
     path: Path
     hparams: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, list[str]] = field(default_factory=dict)
+    label_threshold: float | None = None  # the training data's (datamodule state)
 
     @property
     def channels(self) -> list[str] | None:
@@ -48,10 +49,12 @@ def read_checkpoint_info(path: Path) -> CheckpointInfo:
     hparams = raw.get("hyper_parameters") or {}
     states = [v for v in raw.values() if isinstance(v, dict) and isinstance(v.get("splits"), dict)]
     splits = states[0]["splits"] if states else {}
+    label_threshold = states[0].get("label_threshold") if states else None
     return CheckpointInfo(
         path=Path(path),
         hparams=dict(hparams),
         splits={k: [str(i) for i in v] for k, v in dict(splits).items() if v is not None},
+        label_threshold=float(label_threshold) if label_threshold is not None else None,
     )
 
 

@@ -8,6 +8,7 @@ inputs on one blank tile, then stream tiles through ``trainer.predict`` into the
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import firedpy_nrt
 from firedpy_nrt.atomic import writable_dir
 from firedpy_nrt.config.predict import PredictConfig
 from firedpy_nrt.data.match_csv import read_match_csv
-from firedpy_nrt.data.raster import CHANNELS, AlignedRow
+from firedpy_nrt.data.raster import CHANNELS, DEFAULT_LABEL_THRESHOLD, AlignedRow
 from firedpy_nrt.errors import ConfigError, DataError
 from firedpy_nrt.predict.assembly import RowReader, ScenePlan
 from firedpy_nrt.predict.checkpoints import CheckpointInfo, load_module, read_checkpoint_info
@@ -139,7 +140,7 @@ def build_scenes(
 
 
 def predict(
-    conf: PredictConfig, opener: Callable[[dict[str, Any], str], RowReader] = AlignedRow
+    conf: PredictConfig, opener: Callable[[dict[str, Any], str], RowReader] | None = None
 ) -> PredictResult:
     """Run prediction as ``conf`` (the validated ``conf/predict.yaml``) says; return what it wrote."""
     # GDAL's block cache defaults to 5% of RAM and fills as a scene is read and written: bound it
@@ -148,10 +149,18 @@ def predict(
 
 
 def _predict(
-    conf: PredictConfig, opener: Callable[[dict[str, Any], str], RowReader]
+    conf: PredictConfig, opener: Callable[[dict[str, Any], str], RowReader] | None
 ) -> PredictResult:
     ckpt_path = find_checkpoint(conf.ckpt, conf.run_dir, conf.paths.log_dir, conf.train_task)
     info = read_checkpoint_info(ckpt_path)
+    if opener is None:
+        # labels are read as training read them: the checkpoint's threshold unless overridden
+        label_threshold = next(
+            t
+            for t in (conf.data.label_threshold, info.label_threshold, DEFAULT_LABEL_THRESHOLD)
+            if t is not None
+        )
+        opener = functools.partial(AlignedRow, label_threshold=label_threshold)
     threshold = conf.threshold if conf.threshold is not None else info.threshold
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     log.info("checkpoint %s (threshold %g)", ckpt_path, threshold)
