@@ -77,3 +77,23 @@ def test_csv_has_scenes_and_overall(tmp_path: Path) -> None:
     assert float(rows[2]["burned_iou"]) == pytest.approx(3 / 6)
     assert float(rows[0]["accuracy"]) == pytest.approx(0.9)
     assert int(rows[2]["valid_pixels"]) == 20
+
+
+def test_clear_and_cloud_scores_on_a_hand_made_case():
+    """Two columns clear, two under cloud (dNBR NaN). Model: right everywhere but one clear
+    pixel. dNBR >= 0.1 map: right where clear, and unburned under cloud (no dNBR)."""
+    from firedpy_nrt.predict.evaluation import condition_scores
+
+    label = np.array([[1, 0, 1, 0], [1, 0, 1, 255]], np.uint8)
+    mask = np.array([[1, 1, 1, 0], [1, 0, 1, 0]], np.uint8)  # one false positive, clear
+    dnbr = np.array([[0.5, 0.0, np.nan, np.nan], [0.4, 0.05, np.nan, np.nan]], np.float32)
+    got = condition_scores(mask, label, dnbr, 0.1)
+    clear, cloud = got["clear"], got["cloud"]
+    assert (clear.tp, clear.fp, clear.fn, clear.tn) == (2, 1, 0, 1)
+    assert (cloud.tp, cloud.fp, cloud.fn, cloud.tn) == (2, 0, 0, 1)  # the 255 is left out
+    assert clear.metrics()["burned_iou"] == pytest.approx(2 / 3)
+    assert cloud.metrics()["burned_iou"] == 1.0
+    d_clear, d_cloud, d_all = got["dnbr_clear"], got["dnbr_cloud"], got["dnbr"]
+    assert (d_clear.tp, d_clear.fp, d_clear.fn, d_clear.tn) == (2, 0, 0, 2)
+    assert (d_cloud.tp, d_cloud.fn) == (0, 2) and d_cloud.metrics()["burned_iou"] == 0.0
+    assert d_all.metrics()["burned_iou"] == pytest.approx(2 / 4)

@@ -42,12 +42,17 @@ def test_train_writes_the_run_directory_and_returns_best_val_iou(train_cfg) -> N
     tests = _rows(run / "test_metrics.csv")
     assert tuple(tests[0]) == TEST_COLUMNS
     assert [r["predictor"] for r in tests] == ["model", "dnbr_threshold", "all_burned"]
+    # burned IoU where the dNBR is valid and where it is not, for the model and the threshold
+    for row in tests[:2]:
+        assert row["iou_clear"] != "" and 0.0 <= float(row["iou_clear"]) <= 1.0
+        assert row["iou_cloud"] != "" and 0.0 <= float(row["iou_cloud"]) <= 1.0
+    assert tests[2]["iou_clear"] == ""
     assert (run / "config.yaml").is_file() and "${" not in (run / "config.yaml").read_text()
     # the split is saved once (the datamodule's state), the channels with the model
     from firedpy_nrt.predict.checkpoints import read_checkpoint_info
 
     raw = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
-    assert set(raw["FireDataModule"]) == {"splits", "cache"}
+    assert set(raw["FireDataModule"]) == {"splits", "cache", "label_threshold"}
     info = read_checkpoint_info(run / "checkpoints" / "best.ckpt")
     assert info.splits == raw["FireDataModule"]["splits"] and info.splits["test"]
     assert info.channels == ["lum_change", "coh_change", "dnbr"]

@@ -258,6 +258,10 @@ class AlignedRow:
         out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = data
         return out
 
+    def read_layer(self, name: str, window: WindowLike | None = None) -> np.ndarray:
+        """One layer (a :data:`CHANNELS` name) over ``window``, float32 with NaN for nodata."""
+        return self._read_layer(name, _as_window(window, self.height, self.width))
+
     def read_label(self, window: WindowLike | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """The luminance change ``[h, w]`` and the label ``[h, w]`` (None without a binary product)."""
         win = _as_window(window, self.height, self.width)

@@ -141,6 +141,17 @@ class SegmentationModule(LightningModule):
         # (what the original scripts' IoU 0.32 / accuracy 0.62 amounted to).
         self.test_dnbr_metrics = segmentation_metrics("test/dnbr_", 0.5)
         self.test_all_burned_metrics = segmentation_metrics("test/all_burned_", 0.5)
+        # Where fusion pays: burned IoU where the dNBR is valid (clear) and where it is not
+        # (cloud), for the model and the dNBR threshold.
+        self.test_condition_iou = nn.ModuleDict(
+            {
+                f"{who}iou_{cond}": BinaryJaccardIndex(
+                    threshold=thr if who == "" else 0.5, ignore_index=IGNORE_INDEX
+                )
+                for who in ("", "dnbr_")
+                for cond in ("clear", "cloud")
+            }
+        )
 
     def configure_optimizers(self) -> Any:
         spec = dict(self.hparams.optimizer or DEFAULT_OPTIMIZER)
@@ -228,14 +239,24 @@ class SegmentationModule(LightningModule):
         self._eval_step(batch, "val", self.val_metrics)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_metrics)
+        logits = self._eval_step(batch, "test", self.test_metrics)
         label = batch["label"]
         bs = label.shape[0]
         if self.dnbr_channel is not None:
             dnbr = batch["image"][:, self.dnbr_channel]
             # NaN >= t is False: nodata counts as unburned, as a plain threshold map would
-            self.test_dnbr_metrics.update((dnbr >= self.hparams.dnbr_threshold).long(), label)
+            dnbr_map = (dnbr >= self.hparams.dnbr_threshold).long()
+            self.test_dnbr_metrics.update(dnbr_map, label)
             self.log_dict(self.test_dnbr_metrics, on_epoch=True, on_step=False, batch_size=bs)
+            probs = torch.sigmoid(logits.squeeze(1).float())
+            clear = torch.isfinite(dnbr)
+            for cond, keep in (("clear", clear), ("cloud", ~clear)):
+                lab = torch.where(keep, label, torch.full_like(label, IGNORE_INDEX))
+                for who, pred in (("", probs), ("dnbr_", dnbr_map)):
+                    metric = self.test_condition_iou[f"{who}iou_{cond}"]
+                    metric.update(pred, lab)
+                    self.log(f"test/{who}iou_{cond}", metric, on_epoch=True, on_step=False,
+                             batch_size=bs)  # fmt: skip
         self.test_all_burned_metrics.update(torch.ones_like(label, dtype=torch.long), label)
         self.log_dict(self.test_all_burned_metrics, on_epoch=True, on_step=False, batch_size=bs)
 

@@ -26,7 +26,7 @@ from rasterio.windows import Window
 
 from firedpy_nrt.atomic import publish, remove, temporary
 from firedpy_nrt.errors import DataError
-from firedpy_nrt.predict.evaluation import Confusion, SceneScore
+from firedpy_nrt.predict.evaluation import Confusion, SceneScore, condition_scores
 from firedpy_nrt.predict.tiling import TileLayout, normalize_rows, weight_sums
 from firedpy_nrt.predict.writers import (
     MASK_NODATA,
@@ -49,6 +49,8 @@ class RowReader(Protocol):
     ) -> tuple[np.ndarray, np.ndarray | None]: ...
 
     def read_label(self, window: Window) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+    def read_layer(self, name: str, window: Window) -> np.ndarray: ...
 
     def close(self) -> None: ...
 
@@ -125,9 +127,11 @@ class SceneAssembler:
         blend: str,
         threshold: float,
         overwrite: bool = False,
+        dnbr_threshold: float = 0.1,
     ) -> None:
         self.scene = scene
         self.overwrite = overwrite
+        self.dnbr_threshold = dnbr_threshold
         self.reader = reader
         self.threshold = threshold
         self._rw, self._cw = weight_sums(scene.tiles, blend)
@@ -141,6 +145,7 @@ class SceneAssembler:
         self._prob = Thumbnail(geo.height, geo.width)
         self._label = Thumbnail(geo.height, geo.width, dtype=np.uint8) if scene.has_label else None
         self.confusion = Confusion() if scene.has_label else None
+        self.conditions: dict[str, Confusion] = {}
         self.rows_written = 0
 
     def __call__(self, y0: int, weighted: np.ndarray) -> None:
@@ -154,6 +159,9 @@ class SceneAssembler:
         self._prob.add_rows(y0, prob)
         if label is not None and self.confusion is not None and self._label is not None:
             self.confusion.update(mask, label)
+            dnbr = self.reader.read_layer("dnbr", Window(0, y0, w, h))
+            for key, c in condition_scores(mask, label, dnbr, self.dnbr_threshold).items():
+                self.conditions[key] = self.conditions.get(key, Confusion()) + c
             self._label.add_rows(y0, label)
         self.rows_written += h
 
@@ -198,7 +206,7 @@ class SceneAssembler:
         self.reader.close()
         if self.confusion is None:
             return None
-        return SceneScore(self.scene.name, self.scene.fire_id, self.confusion)
+        return SceneScore(self.scene.name, self.scene.fire_id, self.confusion, self.conditions)
 
     def abort(self) -> None:
         self._h5.abort()

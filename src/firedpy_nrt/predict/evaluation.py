@@ -8,12 +8,17 @@ class and accuracy, each 0 when its denominator is 0 (torchmetrics' ``zero_divis
 counts as burned when its probability is above the threshold (torchmetrics' ``preds > threshold``).
 Pixels whose label is 255 (label nodata) or whose luminance change is nodata are left out. The
 overall row sums the confusion matrices of all scenes, as an epoch of torchmetrics does.
+
+Where fusion pays shows per condition: burned IoU on pixels where the dNBR is valid (``clear``)
+and where it is not (``cloud``: cloud, shadow, no optical scene), for the model and for a plain
+dNBR threshold map (burned where dNBR >= the checkpoint's ``dnbr_threshold``; no dNBR counts as
+unburned, as such a map would have it).
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +27,21 @@ from firedpy_nrt.atomic import output_file
 from firedpy_nrt.predict.writers import MASK_NODATA
 
 METRICS = ("burned_iou", "mean_iou", "f1", "precision", "recall", "accuracy")
-COLUMNS = ("scene", "fire_id", "valid_pixels", "tp", "fp", "fn", "tn", *METRICS)
+#: Burned IoU per condition and predictor: (column, which confusion).
+CONDITION_COLUMNS = (
+    ("clear_pixels", None),
+    ("cloud_pixels", None),
+    ("burned_iou_clear", "clear"),
+    ("burned_iou_cloud", "cloud"),
+    ("dnbr_burned_iou", "dnbr"),
+    ("dnbr_burned_iou_clear", "dnbr_clear"),
+    ("dnbr_burned_iou_cloud", "dnbr_cloud"),
+)
+COLUMNS = (
+    "scene", "fire_id", "valid_pixels", "tp", "fp", "fn", "tn", *METRICS,
+    *(c for c, _ in CONDITION_COLUMNS),
+)  # fmt: skip
+CONDITIONS = ("clear", "cloud", "dnbr", "dnbr_clear", "dnbr_cloud")
 
 
 def _div(num: float, den: float) -> float:
@@ -72,11 +91,33 @@ class Confusion:
         }
 
 
+def condition_scores(
+    mask: np.ndarray, label: np.ndarray, dnbr: np.ndarray, dnbr_threshold: float
+) -> dict[str, Confusion]:
+    """The block's confusions on clear and cloudy pixels, for the model's ``mask`` and for the
+    dNBR threshold map (nodata where the model's mask is nodata)."""
+    clear = np.isfinite(dnbr)
+    dnbr_mask = (np.nan_to_num(dnbr, nan=-np.inf) >= dnbr_threshold).astype(np.uint8)
+    dnbr_mask[mask == MASK_NODATA] = MASK_NODATA
+    out: dict[str, Confusion] = {}
+    for name, pred in (("", mask), ("dnbr_", dnbr_mask)):
+        for cond, keep in (("clear", clear), ("cloud", ~clear), (None, None)):
+            lab = label if keep is None else np.where(keep, label, MASK_NODATA)
+            key = f"{name}{cond}" if cond else name.rstrip("_")
+            if not key:
+                continue  # the model's overall confusion is the scene's own
+            c = Confusion()
+            c.update(pred, lab)
+            out[key] = c
+    return out
+
+
 @dataclass
 class SceneScore:
     scene: str
     fire_id: str
     confusion: Confusion
+    conditions: dict[str, Confusion] = field(default_factory=dict)
 
     def row(self) -> dict[str, object]:
         c = self.confusion
@@ -90,12 +131,26 @@ class SceneScore:
             "tn": c.tn,
         }
         out.update({k: round(v, 6) for k, v in c.metrics().items()})
+        cond = {k: self.conditions.get(k, Confusion()) for k in CONDITIONS}
+        out["clear_pixels"] = cond["clear"].total
+        out["cloud_pixels"] = cond["cloud"].total
+        for column, key in CONDITION_COLUMNS:
+            if key is not None:
+                out[column] = round(cond[key].metrics()["burned_iou"], 6)
         return out
 
 
 def write_evaluation(path: Path, scores: list[SceneScore], replace: bool = True) -> SceneScore:
     """Write one row per scene and an ``overall`` row; return the overall score."""
-    overall = SceneScore("overall", "", sum((s.confusion for s in scores), Confusion()))
+    overall = SceneScore(
+        "overall",
+        "",
+        sum((s.confusion for s in scores), Confusion()),
+        {
+            k: sum((s.conditions.get(k, Confusion()) for s in scores), Confusion())
+            for k in CONDITIONS
+        },
+    )
     with output_file(path, replace=replace) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()

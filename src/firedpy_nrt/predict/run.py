@@ -189,8 +189,15 @@ def _predict(
         num_workers=conf.data.num_workers,
         persistent_workers=False,
     )
+    dnbr_threshold = info.hparams.get("dnbr_threshold")
     writer = PredictionStreamWriter(
-        scenes, output_dir, conf.blend, threshold, opener, overwrite=conf.overwrite
+        scenes,
+        output_dir,
+        conf.blend,
+        threshold,
+        opener,
+        overwrite=conf.overwrite,
+        dnbr_threshold=float(dnbr_threshold) if dnbr_threshold is not None else 0.1,
     )
     trainer = build_trainer(
         lambda: pl.Trainer(

@@ -60,9 +60,11 @@ class PredictionStreamWriter(BasePredictionWriter):
         threshold: float,
         opener: Callable[[dict[str, Any], str], RowReader],
         overwrite: bool = False,
+        dnbr_threshold: float = 0.1,
     ) -> None:
         super().__init__(write_interval="batch")
         self.overwrite = overwrite
+        self.dnbr_threshold = dnbr_threshold
         # one folder per run for the ranks' partial sums (pickled to spawned ranks as it is)
         self._partial_root = temporary(Path(output_dir) / "partial")
         self.scenes = list(scenes)
@@ -88,7 +90,9 @@ class PredictionStreamWriter(BasePredictionWriter):
         scene = self.scenes[s]
         reader = self.opener(scene.row, scene.context)
         try:
-            return SceneAssembler(scene, reader, self.blend, self.threshold, self.overwrite)
+            return SceneAssembler(
+                scene, reader, self.blend, self.threshold, self.overwrite, self.dnbr_threshold
+            )
         except BaseException:
             reader.close()
             raise

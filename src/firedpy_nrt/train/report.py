@@ -49,7 +49,10 @@ LOGGED = {
     "val_recall": "val/recall",
     "val_acc": "val/acc",
 }
-TEST_COLUMNS = ("predictor", "loss", "iou", "miou", "f1", "precision", "recall", "acc")
+TEST_COLUMNS = (
+    "predictor", "loss", "iou", "miou", "f1", "precision", "recall", "acc",
+    "iou_clear", "iou_cloud",  # burned IoU where the dNBR is valid / is not (cloud)
+)  # fmt: skip
 #: test_metrics.csv predictor -> prefix of its logged metrics
 TEST_PREDICTORS = {
     "model": "test/",
