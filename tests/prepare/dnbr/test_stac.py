@@ -296,3 +296,46 @@ def test_a_get_only_catalogue_without_the_query_extension_still_works(
     assert stac.searches == ["POST", "GET", "GET"]  # refused, refused (query), answered
     sentinel = tmp_path / "d" / "scenes" / FIRE_ID / "sentinel"
     assert sorted(p.name for p in sentinel.iterdir()) == ["clear"]
+
+
+def _as_earth_search(stac, item: dict) -> dict:
+    """Reshape an item as Element 84's Earth Search v1 writes them: lowercase platform, the
+    ``mgrs:*`` fields instead of ``s2:mgrs_tile``, asset keys ``nir08``/``swir22``/``scl``/...,
+    ``raster:bands`` scale and offset, and hrefs relative to the item's ``self`` link."""
+    props = item["properties"]
+    props["platform"] = props["platform"].lower()
+    tile = props.pop("s2:mgrs_tile")
+    props.update({"mgrs:utm_zone": int(tile[:2]), "mgrs:latitude_band": tile[2],
+                  "mgrs:grid_square": tile[3:]})  # fmt: skip
+    keys = {"B8A": "nir08", "B12": "swir22", "SCL": "scl", "B04": "red", "B03": "green",
+            "B02": "blue"}  # fmt: skip
+    offset = -0.1 if props["s2:processing_baseline"] >= "04.00" else 0.0
+    assets = {}
+    for old, new in keys.items():
+        asset = dict(item["assets"][old])
+        asset["href"] = "../../../files/" + asset["href"].rsplit("/", 1)[1]
+        if old != "SCL":
+            asset["raster:bands"] = [{"nodata": 0, "scale": 0.0001, "offset": offset}]
+        assets[new] = asset
+    item["assets"] = assets
+    item["links"] = [{"rel": "self", "href": f"{stac.root}/collections/s2/items/{item['id']}"}]
+    return item
+
+
+def test_earth_search_shaped_items_give_the_same_dnbr(stac, tmp_path, s2_scenes, s2_fire):
+    assets = tmp_path / "assets"
+    for item_id, sensor, stamp, scene in (("S2A_18SUJ_20200507_0_L2A", "S2A", PRE_TIME, "pre"),
+                                          ("S2B_18SUJ_20200708_0_L2A", "S2B", POST_TIME, "post")):  # fmt: skip
+        _as_earth_search(stac, s2_item(stac, assets, item_id, sensor, stamp, s2_scenes[scene],
+                                       s2_scenes[f"scl_{scene}"]))  # fmt: skip
+    data = tmp_path / "d"
+    cfg = prepare_cfg(stac, data, events_file(tmp_path, s2_fire.event.geometry),
+                      "download=earth_search", "download.stac.buffer_m=5000")  # fmt: skip
+    got = download_stage(cfg)
+    assert (got.written, got.failed) == (2, [])
+    assert dnbr_stage(cfg).failed == []
+    (stac_file,) = _dnbr_files(data / "dnbr")
+    assert "_T18SUJ_" in stac_file.name
+    want = expected_dnbr(s2_scenes["pre"], s2_scenes["post"], s2_scenes["scl_pre"],
+                         s2_scenes["scl_post"])  # fmt: skip
+    np.testing.assert_allclose(_read(stac_file), want, rtol=0, atol=1e-6)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,23 @@ def _sensor(platform: str, product: str) -> str:
     if p.startswith("landsat-") and p.removeprefix("landsat-").isdigit():
         return f"LC{int(p.removeprefix('landsat-')):02d}"
     raise DataError(f"{product}: unknown platform {platform!r} in item.json")
+
+
+_S2_ID_TILE = re.compile(r"_(\d{2}[C-X][A-Z]{2})_")  # Earth Search ids: S2A_12SVC_20200507_0_L2A
+
+
+def mgrs_tile(props: dict[str, Any], item_id: str) -> str | None:
+    """The MGRS tile (``12SVC``) of a Sentinel-2 item: ``s2:mgrs_tile`` (Planetary Computer),
+    the ``mgrs:*`` fields (Earth Search v1), or the tile in the item id."""
+    if props.get("s2:mgrs_tile"):
+        return str(props["s2:mgrs_tile"]).removeprefix("T")
+    zone, band, square = (
+        props.get(f"mgrs:{k}") for k in ("utm_zone", "latitude_band", "grid_square")
+    )
+    if zone and band and square:
+        return f"{int(zone):02d}{band}{square}"
+    match = _S2_ID_TILE.search(item_id) or re.search(r"_T(\d{2}[C-X][A-Z]{2})_", item_id)
+    return match.group(1) if match else None
 
 
 def _baseline(value: Any, product: str) -> tuple[int, int]:
@@ -75,9 +93,10 @@ def read_item(folder: Path, cfg: DnbrConfig) -> OpticalScene:
     acquired = acquired.replace(tzinfo=None)
     if sensor.startswith("S2"):
         level = "L2A"
-        tile = f"T{props.get('s2:mgrs_tile', '')}"
-        if tile == "T":
-            raise DataError(f"{product}: item.json has no s2:mgrs_tile")
+        square = mgrs_tile(props, product)
+        if square is None:
+            raise DataError(f"{product}: item.json names no MGRS tile (s2:mgrs_tile, mgrs:*)")
+        tile = f"T{square}"
         baseline = _baseline(props.get("s2:processing_baseline", "04.00"), product)
         offset = -1000.0 / S2_QUANTIFICATION if baseline >= S2_OFFSET_SINCE else 0.0
         default = (1.0 / S2_QUANTIFICATION, offset)

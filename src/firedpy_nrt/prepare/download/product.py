@@ -78,8 +78,12 @@ class Product:
     def tile(self) -> str:
         """MGRS tile (``T12SVC``) or Landsat path/row (``P034R032``); the name when unknown."""
         props = (self.item or {}).get("properties") or {}
-        if props.get("s2:mgrs_tile"):
-            return f"T{props['s2:mgrs_tile']}"
+        if self.item is not None and self.satellite == "sentinel":
+            from firedpy_nrt.prepare.dnbr.stac_item import mgrs_tile
+
+            square = mgrs_tile(props, self.name)
+            if square:
+                return f"T{square}"
         if props.get("landsat:wrs_path") and props.get("landsat:wrs_row"):
             return f"P{int(props['landsat:wrs_path']):03d}R{int(props['landsat:wrs_row']):03d}"
         if m := _S2_NAME.match(self.name):

@@ -21,6 +21,7 @@ import math
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import rasterio
 import rasterio.windows
@@ -42,6 +43,14 @@ ITEM_FILE = "item.json"
 #: Band roles always read, and those read only when the dnbr stage writes RGB.
 NBR_ROLES = ("nir", "swir", "quality")
 RGB_ROLES = ("red", "green", "blue")
+
+
+def _self_href(item: dict[str, Any]) -> str:
+    """The item's own URL (its ``self`` link), against which relative asset hrefs resolve."""
+    for link in item.get("links") or []:
+        if isinstance(link, dict) and link.get("rel") == "self" and link.get("href"):
+            return str(link["href"])
+    return ""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -195,7 +204,8 @@ class StacProvider:
                     key = getattr(self.collection.assets, role)
                     asset = dict(item["assets"][key])
                     name = f"{key}.tif"
-                    self._read_window(product, key, str(asset["href"]), event, tmp / name)
+                    href = urljoin(_self_href(item), str(asset["href"]))  # relative hrefs too
+                    self._read_window(product, key, href, event, tmp / name)
                     asset["href"] = f"./{name}"
                     local[key] = asset
                     roles[role] = key
