@@ -19,8 +19,9 @@ from firedpy_nrt.atomic import write_text
 
 #: A key whose value would be a secret: the whole leaf name or its last word.
 _SECRET_KEY = re.compile(
-    r"(^|_)(password|passwd|passphrase|pwd|secret|token|api_?key|apikey|credentials?|"
-    r"private_key|subscription_key|sas)$",
+    r"(^|[_-])(password|passwd|passphrase|passcode|pwd|secret|token|api[_-]?key|apikey|"
+    r"credentials?|private[_-]key|access[_-]key|secret[_-]key|subscription[_-]key|sas|bearer|"
+    r"auth|authorization|cookie|session[_-]id)$",
     re.IGNORECASE,
 )
 #: ``scheme://user:password@host`` (or ``user@``) anywhere in a value.
