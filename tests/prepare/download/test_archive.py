@@ -196,3 +196,15 @@ def test_a_zip_that_lies_about_its_sizes_writes_no_more_than_it_declares(tmp_pat
         extract(archive, tmp_path / "P", limits=limits)
     assert not (tmp_path / "P").exists()
     assert sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file()) < 100_000
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_an_archive_of_too_many_members_is_refused(tmp_path, kind):
+    members = {f"P/f{i}.txt": b"" for i in range(60)}
+    archive = (
+        _zip(tmp_path / "p.zip", members) if kind == "zip" else _tar(tmp_path / "p.tar", members)
+    )
+    limits = ExtractLimits(max_bytes=1 << 30, max_ratio=1e9, max_members=50)
+    with pytest.raises(DownloadError, match="61 members|60 members"):
+        extract(archive, tmp_path / "P", limits=limits)
+    _nothing_left(tmp_path, tmp_path / "P")

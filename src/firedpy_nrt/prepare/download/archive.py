@@ -36,6 +36,9 @@ class ExtractLimits:
 
     max_bytes: int
     max_ratio: float
+    #: Members at most: a product has a few hundred files; millions of empty ones are a bomb
+    #: of another kind (inodes, time), whatever their bytes.
+    max_members: int = 20_000
 
 
 def archive_kind(path: Path) -> str:
@@ -120,6 +123,11 @@ def _write_members(
 ) -> None:
     """Check every member (no links, nothing outside ``into``, sizes within the limits) before
     writing any, then write them while counting the bytes."""
+    if len(members) > limits.max_members:
+        raise DownloadError(
+            f"{archive}: the archive has {len(members)} members, more than a product has "
+            f"({limits.max_members}); refused as an archive bomb"
+        )
     targets = []
     for m in members:
         if m.kind in ("symlink", "hardlink"):
