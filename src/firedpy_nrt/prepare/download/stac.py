@@ -186,7 +186,6 @@ class StacProvider:
             GDAL_HTTP_TIMEOUT=str(int(math.ceil(self.cfg.stac.read_timeout_s))),
             GDAL_HTTP_CONNECTTIMEOUT=str(int(math.ceil(self.cfg.connect_timeout_s))),
             GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
-            CPL_VSIL_CURL_ALLOWED_EXTENSIONS=".tif,.TIF,.tiff",
             GDAL_HTTP_MERGE_CONSECUTIVE_RANGES="YES",
         )
 
