@@ -339,3 +339,16 @@ def test_earth_search_shaped_items_give_the_same_dnbr(stac, tmp_path, s2_scenes,
     want = expected_dnbr(s2_scenes["pre"], s2_scenes["post"], s2_scenes["scl_pre"],
                          s2_scenes["scl_post"])  # fmt: skip
     np.testing.assert_allclose(_read(stac_file), want, rtol=0, atol=1e-6)
+
+
+def test_hrefs_with_a_query_string_are_read(stac, tmp_path, s2_scenes, s2_fire):
+    """SAS-signed hrefs end in their token (``...tif?st=...&sig=...``), not in ``.tif``."""
+    for item_id, sensor, stamp, scene in (("pre", "S2A", PRE_TIME, "pre"),
+                                          ("post", "S2B", POST_TIME, "post")):  # fmt: skip
+        item = s2_item(stac, tmp_path / "a", item_id, sensor, stamp, s2_scenes[scene],
+                       s2_scenes[f"scl_{scene}"])  # fmt: skip
+        for asset in item["assets"].values():
+            asset["href"] += "?st=2020-01-01&se=2099-01-01&sp=rl&sig=abc%3D"
+    cfg = prepare_cfg(stac, tmp_path / "d", events_file(tmp_path, s2_fire.event.geometry),
+                      "stages=[download]")  # fmt: skip
+    assert (download_stage(cfg).written, download_stage(cfg).skipped) == (2, 2)
