@@ -22,7 +22,7 @@ import pandas as pd
 
 from firedpy_nrt.data.layers import compile_patterns, normalise_fire_id, parse_layer
 from firedpy_nrt.atomic import output_file
-from firedpy_nrt.errors import DataError
+from firedpy_nrt.errors import DataError, first_line
 
 #: The contract's columns, in order.
 COLUMNS: tuple[str, ...] = (
@@ -96,7 +96,7 @@ def read_match_csv(path: str | Path, patterns: Mapping[str, str] | None = None) 
     except pd.errors.EmptyDataError:
         raise DataError(f"match CSV is empty: {csv_path}") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DataError(f"match CSV is malformed: {csv_path}: {first}") from None
     raw.columns = [str(c).strip() for c in raw.columns]
     # pandas' default index column in CSVs written with ``to_csv(index=True)``

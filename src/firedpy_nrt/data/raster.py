@@ -35,7 +35,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from firedpy_nrt.errors import DataError
+from firedpy_nrt.errors import DataError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class AlignedRow:
         try:
             ds = rasterio.open(path)
         except (RasterioError, OSError) as exc:
-            raise self._fail(name, path, f"cannot be read ({_first_line(exc)})") from None
+            raise self._fail(name, path, f"cannot be read ({first_line(exc)})") from None
         self._datasets.append(ds)
         if ds.crs is None or not ds.crs:
             raise self._fail(name, path, "has no CRS (georeference it, e.g. gdal_edit.py -a_srs)")
@@ -183,7 +183,7 @@ class AlignedRow:
                     **extras,
                 )
             except (RasterioError, OSError) as exc:
-                raise self._fail(name, path, f"cannot be warped ({_first_line(exc)})") from None
+                raise self._fail(name, path, f"cannot be warped ({first_line(exc)})") from None
             self._datasets.append(vrt)
             self._layers[name] = _Layer(name, path, ds, vrt, src_nodata)
 
@@ -214,7 +214,7 @@ class AlignedRow:
             try:
                 rl, rb, rr, rt = transform_bounds(self.crs, ds.crs, *ref, densify_pts=21)
             except (RasterioError, ValueError) as exc:
-                raise self._fail(name, path, f"cannot be projected ({_first_line(exc)})") from None
+                raise self._fail(name, path, f"cannot be projected ({first_line(exc)})") from None
             sb = ds.bounds
             overlap = all(math.isfinite(v) for v in (rl, rb, rr, rt)) and not (
                 rl >= sb.right or rr <= sb.left or rb >= sb.top or rt <= sb.bottom
@@ -247,7 +247,7 @@ class AlignedRow:
         try:
             data = layer.reader.read(1, window=inner, out_dtype="float32")
         except (RasterioError, OSError) as exc:
-            raise self._fail(name, layer.path, f"cannot be read ({_first_line(exc)})") from None
+            raise self._fail(name, layer.path, f"cannot be read ({first_line(exc)})") from None
         if (
             layer.reader is layer.dataset
             and layer.nodata is not None
@@ -314,8 +314,3 @@ def _nodata_of(ds: Any) -> float | None:
     if np.issubdtype(np.dtype(ds.dtypes[0]), np.floating):
         return float("nan")
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from firedpy_nrt.errors import ConfigError, DataError
+from firedpy_nrt.errors import ConfigError, DataError, first_line
 
 
 @dataclass
@@ -42,7 +42,7 @@ def read_checkpoint_info(path: Path) -> CheckpointInfo:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DataError(f"checkpoint {path} cannot be read ({first})") from None
     if not isinstance(raw, dict) or "state_dict" not in raw:
         raise DataError(f"checkpoint {path} is not a Lightning checkpoint (no state_dict)")
@@ -73,7 +73,7 @@ def load_module(path: Path, module_class: str) -> torch.nn.Module:
     try:
         module = cls.load_from_checkpoint(path, map_location="cpu")
     except Exception as exc:  # a checkpoint of another model raises KeyError/TypeError/RuntimeError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DataError(f"checkpoint {path} does not load into {module_class} ({first})") from None
     module.eval()
     return module

@@ -14,7 +14,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from firedpy_nrt.errors import DataError
+from firedpy_nrt.errors import DataError, first_line
 
 
 class TilePredictor(pl.LightningModule):
@@ -53,7 +53,7 @@ def check_channels(
         with torch.no_grad():
             out = predictor(image)
     except (RuntimeError, ValueError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DataError(
             f"checkpoint {ckpt} does not fit the inputs: they have {len(channels)} layers "
             f"({', '.join(channels)}; {first})"

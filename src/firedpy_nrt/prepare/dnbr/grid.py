@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import transform as shapely_transform
 
-from firedpy_nrt.errors import DataError
+from firedpy_nrt.errors import DataError, first_line
 from firedpy_nrt.raster_grid import RasterGrid
 
 #: GDAL settings for every read of the stage. One decoding thread: GDAL's JPEG 2000 driver,
@@ -276,7 +276,7 @@ class GridReader:
                     )
                 )
         except RasterioError as exc:
-            raise DataError(f"{product}: cannot open {name} ({_first(exc)})") from None
+            raise DataError(f"{product}: cannot open {name} ({first_line(exc)})") from None
         self._open[key] = reader
         self._names[key] = f"{product}: cannot read {name}"
         return src_grid
@@ -288,7 +288,7 @@ class GridReader:
                 return reader.read(window)
             return reader.read(1, window=window)
         except RasterioError as exc:
-            raise DataError(f"{self._names[key]} ({_first(exc)})") from None
+            raise DataError(f"{self._names[key]} ({first_line(exc)})") from None
 
 
 def _on_lattice(a: Affine, b: Affine, step: float) -> bool:
@@ -296,7 +296,3 @@ def _on_lattice(a: Affine, b: Affine, step: float) -> bool:
     dx = (a.c - b.c) / step
     dy = (a.f - b.f) / step
     return abs(dx - round(dx)) < 1e-6 and abs(dy - round(dy)) < 1e-6
-
-
-def _first(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
