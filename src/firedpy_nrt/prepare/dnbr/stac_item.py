@@ -21,6 +21,7 @@ from firedpy_nrt.config.dnbr import DnbrConfig
 from firedpy_nrt.errors import DataError
 from firedpy_nrt.prepare.dnbr.scene import Band, OpticalScene, QualityBand
 
+#: The item's JSON in an item folder; the STAC provider writes it, this module reads it.
 ITEM_FILE = "item.json"
 S2_QUANTIFICATION = 10000.0
 S2_OFFSET_SINCE = (4, 0)  # processing baseline 04.00: BOA_ADD_OFFSET = -1000

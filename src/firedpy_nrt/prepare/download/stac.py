@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import math
 import shutil
 from pathlib import Path
@@ -33,13 +32,11 @@ from firedpy_nrt.atomic import replace_dir, staging_dir, write_text
 from firedpy_nrt.config.download import DownloadConfig, StacCollectionConfig
 from firedpy_nrt.errors import DownloadError
 from firedpy_nrt.geotiff import write_geotiff
+from firedpy_nrt.prepare.dnbr.stac_item import ITEM_FILE
 from firedpy_nrt.prepare.download.product import Product
 from firedpy_nrt.prepare.events import FireEvent
 from firedpy_nrt.raster_grid import RasterGrid
 
-log = logging.getLogger(__name__)
-
-ITEM_FILE = "item.json"
 #: Band roles always read, and those read only when the dnbr stage writes RGB.
 NBR_ROLES = ("nir", "swir", "quality")
 RGB_ROLES = ("red", "green", "blue")
