@@ -99,16 +99,18 @@ def condition_scores(
     clear = np.isfinite(dnbr)
     dnbr_mask = (np.nan_to_num(dnbr, nan=-np.inf) >= dnbr_threshold).astype(np.uint8)
     dnbr_mask[mask == MASK_NODATA] = MASK_NODATA
-    out: dict[str, Confusion] = {}
-    for name, pred in (("", mask), ("dnbr_", dnbr_mask)):
-        for cond, keep in (("clear", clear), ("cloud", ~clear), (None, None)):
-            lab = label if keep is None else np.where(keep, label, MASK_NODATA)
-            key = f"{name}{cond}" if cond else name.rstrip("_")
-            if not key:
-                continue  # the model's overall confusion is the scene's own
-            c = Confusion()
-            c.update(pred, lab)
-            out[key] = c
+
+    def confusion(pred: np.ndarray, lab: np.ndarray) -> Confusion:
+        c = Confusion()
+        c.update(pred, lab)
+        return c
+
+    # the model's overall confusion is the scene's own; the dNBR map's is kept here
+    out = {"dnbr": confusion(dnbr_mask, label)}
+    for cond, keep in (("clear", clear), ("cloud", ~clear)):
+        lab = np.where(keep, label, MASK_NODATA)
+        out[cond] = confusion(mask, lab)
+        out[f"dnbr_{cond}"] = confusion(dnbr_mask, lab)
     return out
 
 
