@@ -231,15 +231,16 @@ class SegmentationModule(LightningModule):
         loss = self.criterion(logits, label)
         bs = logits.shape[0]
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=bs)
-        metrics.update(torch.sigmoid(logits.squeeze(1).float()), label)
+        probs = torch.sigmoid(logits.squeeze(1).float())
+        metrics.update(probs, label)
         self.log_dict(metrics, on_epoch=True, on_step=False, batch_size=bs)
-        return logits
+        return probs
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_metrics)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits = self._eval_step(batch, "test", self.test_metrics)
+        probs = self._eval_step(batch, "test", self.test_metrics)
         label = batch["label"]
         bs = label.shape[0]
         if self.dnbr_channel is not None:
@@ -248,7 +249,6 @@ class SegmentationModule(LightningModule):
             dnbr_map = (dnbr >= self.hparams.dnbr_threshold).long()
             self.test_dnbr_metrics.update(dnbr_map, label)
             self.log_dict(self.test_dnbr_metrics, on_epoch=True, on_step=False, batch_size=bs)
-            probs = torch.sigmoid(logits.squeeze(1).float())
             clear = torch.isfinite(dnbr)
             for cond, keep in (("clear", clear), ("cloud", ~clear)):
                 lab = torch.where(keep, label, torch.full_like(label, IGNORE_INDEX))
