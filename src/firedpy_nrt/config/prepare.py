@@ -10,9 +10,10 @@ from firedpy_nrt.config import Invalid, require, require_plain_name
 from firedpy_nrt.config.dnbr import DnbrConfig
 from firedpy_nrt.config.download import DownloadConfig
 from firedpy_nrt.config.paths import PathsConfig
+from firedpy_nrt.config.sar import SarConfig
 from firedpy_nrt.data.layers import DEFAULT_PATTERNS, compile_patterns
 
-STAGE_NAMES = ("synthetic", "download", "dnbr", "match")
+STAGE_NAMES = ("synthetic", "download", "dnbr", "sar", "match")
 
 
 @dataclass
@@ -115,6 +116,7 @@ class PrepareConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     dnbr: DnbrConfig = field(default_factory=DnbrConfig)
+    sar: SarConfig = field(default_factory=SarConfig)
 
     def check(self) -> None:
         require_plain_name(self.task_name, "task_name")

@@ -18,6 +18,7 @@ STAGES: dict[str, str] = {
     "synthetic": "firedpy_nrt.prepare.synthetic:run_stage",
     "download": "firedpy_nrt.prepare.download:run_stage",
     "dnbr": "firedpy_nrt.prepare.dnbr:run_stage",
+    "sar": "firedpy_nrt.prepare.sar:run_stage",
     "match": "firedpy_nrt.prepare.match:run_stage",
 }
 

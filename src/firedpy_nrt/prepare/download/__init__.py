@@ -14,10 +14,8 @@ stage result with its reason while the others carry on.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +28,13 @@ from firedpy_nrt.errors import ConfigError, CredentialsError, DataError, Downloa
 from firedpy_nrt.prepare.download.archive import ExtractLimits, archive_kind, extract
 from firedpy_nrt.prepare.download.cdse import BearerAuth, CdseCatalogue, CdseProvider, TokenSource
 from firedpy_nrt.prepare.download.credentials import (
-    SECRETS,
     cdse_credentials,
     dhus_credentials,
     scrub,
+    scrubbed_logs,
 )
 from firedpy_nrt.prepare.download.manifest import COMPLETE, FAILED, Manifest
 from firedpy_nrt.prepare.download.product import Product, Provider, search_window, select
-from firedpy_nrt.prepare.download.retry import RetryPolicy
 from firedpy_nrt.prepare.download.stac import StacProvider
 from firedpy_nrt.prepare.download.transfer import TransferSettings, file_md5, part_path
 from firedpy_nrt.prepare.events import FireEvent, read_events
@@ -62,16 +59,8 @@ def build_providers(
 ) -> dict[str, Provider]:
     """One provider per satellite; credentials are read (and checked present) here. ``rgb``:
     STAC providers also read the RGB assets (the dnbr stage draws RGB)."""
-    policy = RetryPolicy(dl.retries, dl.backoff_s, dl.backoff_max_s, dl.retry_after_max_s)
-    settings = TransferSettings(
-        policy,
-        dl.connect_timeout_s,
-        dl.read_timeout_s,
-        dl.chunk_bytes,
-        dl.progress,
-        min_rate_bps=dl.min_rate_kbps * 1000,
-        min_rate_grace_s=dl.min_rate_grace_s,
-    )
+    settings = TransferSettings.of(dl)
+    policy = settings.policy
     providers: dict[str, Provider] = {}
     for satellite in satellites:
         chosen = dl.sentinel_provider if satellite == "sentinel" else dl.landsat_provider
@@ -94,19 +83,6 @@ def build_providers(
     return providers
 
 
-@contextlib.contextmanager
-def _scrubbed_logs() -> Iterator[None]:
-    """Mask every secret in records reaching the root logger's handlers (console, log file)."""
-    handlers = list(logging.getLogger().handlers)
-    for handler in handlers:
-        handler.addFilter(SECRETS)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(SECRETS)
-
-
 def run_stage(cfg: PrepareConfig) -> StageResult:
     """Download the scenes of ``cfg.events`` (``event_ids``) for ``cfg.satellite``."""
     dl = cfg.download
@@ -115,7 +91,7 @@ def run_stage(cfg: PrepareConfig) -> StageResult:
             "config key 'events': the download stage needs a FIREDpy events file (events=PATH)"
         )
     satellites = ["sentinel", "landsat"] if cfg.satellite == "both" else [str(cfg.satellite)]
-    with _scrubbed_logs():
+    with scrubbed_logs():
         try:
             events = read_events(
                 cfg.events,

@@ -29,7 +29,11 @@ from firedpy_nrt.errors import CredentialsError, DownloadError
 from firedpy_nrt.prepare.download.credentials import SECRETS, Credentials, scrub
 from firedpy_nrt.prepare.download.product import Product
 from firedpy_nrt.prepare.download.retry import RetryPolicy, send
-from firedpy_nrt.prepare.download.transfer import TransferSettings, download_product
+from firedpy_nrt.prepare.download.transfer import (
+    TransferSettings,
+    download_product,
+    plain_session,
+)
 from firedpy_nrt.prepare.events import FireEvent
 
 log = logging.getLogger(__name__)
@@ -56,7 +60,7 @@ class TokenSource:
         self._timeout = timeout
         self._clock = clock
         self._lock = threading.Lock()
-        self._session = requests.Session()
+        self._session = plain_session()
         self._access: str | None = None
         self._renew_at = 0.0
         self._refresh: str | None = None
@@ -290,7 +294,7 @@ class CdseCatalogue:
     def __init__(self, cfg: DownloadConfig, policy: RetryPolicy) -> None:
         self.cfg = cfg
         self.policy = policy
-        self.session = requests.Session()
+        self.session = plain_session()
         self.timeout = (cfg.connect_timeout_s, cfg.read_timeout_s)
 
     def query(self, odata_filter: str) -> list[dict[str, Any]]:

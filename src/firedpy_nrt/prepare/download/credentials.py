@@ -7,10 +7,12 @@ its logging filter and :func:`scrub` replace them with ``***`` in log records an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import netrc
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +70,19 @@ SECRETS = SecretRegistry()
 def scrub(text: str) -> str:
     """``text`` with every registered secret replaced by ``***``."""
     return SECRETS.scrub(text)
+
+
+@contextlib.contextmanager
+def scrubbed_logs() -> Iterator[None]:
+    """Mask every secret in records reaching the root logger's handlers (console, log file)."""
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(SECRETS)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(SECRETS)
 
 
 def _netrc_path() -> Path:

@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlparse
 import requests
 from tqdm import tqdm
 
+from firedpy_nrt.config.download import DownloadConfig
 from firedpy_nrt.errors import CredentialsError, DownloadError
 from firedpy_nrt.prepare.download.credentials import scrub
 from firedpy_nrt.prepare.download.product import Product
@@ -71,6 +72,19 @@ class TransferSettings:
     min_rate_bps: float = 8000.0
     min_rate_grace_s: float = 60.0
 
+    @classmethod
+    def of(cls, dl: DownloadConfig) -> TransferSettings:
+        """The ``download.*`` transfer keys (retries, timeouts, rate bound, progress)."""
+        return cls(
+            RetryPolicy(dl.retries, dl.backoff_s, dl.backoff_max_s, dl.retry_after_max_s),
+            dl.connect_timeout_s,
+            dl.read_timeout_s,
+            dl.chunk_bytes,
+            dl.progress,
+            min_rate_bps=dl.min_rate_kbps * 1000,
+            min_rate_grace_s=dl.min_rate_grace_s,
+        )
+
 
 class _TryAgain(Exception):
     """One try failed in a way another try may fix."""
@@ -80,6 +94,20 @@ class _TryAgain(Exception):
         self.reason = reason
         self.response = response
         self.counts = counts
+
+
+def as_sent(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A requests ``auth`` that adds nothing (and so keeps requests from adding netrc auth)."""
+    return request
+
+
+def plain_session() -> requests.Session:
+    """A session that sends exactly the headers it is given: requests would otherwise add a
+    ``~/.netrc`` password (HTTP Basic) to any host the file names, replacing our header.
+    Proxies from the environment still apply."""
+    session = requests.Session()
+    session.auth = as_sent
+    return session
 
 
 def file_md5(path: Path, chunk: int = 1 << 20) -> str:
@@ -320,7 +348,7 @@ def download_product(
     """Fetch one catalogue product into ``dest`` (size and MD5 from the catalogue), if online."""
     if not product.online:
         raise DownloadError(f"{product.name}: the product is offline ({offline_reason})")
-    with requests.Session() as session:
+    with plain_session() as session:
         download(
             session,
             product.url,
