@@ -100,3 +100,78 @@ def test_transforms_run_on_the_device():
     assert torch.equal((out_img[:, 0] > 0).to(torch.uint8)[out_lab != 255], out_lab[out_lab != 255])
     norm = Normalize(3, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0]).cuda()
     assert norm(out_img).shape == (64, 6, 8, 8)
+
+
+# -- photometric augmentation ---------------------------------------------------------------------
+
+CHANNELS = ("lum_change", "coh_change", "dnbr")
+
+
+def _raw_batch(b: int = 16, size: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    image = torch.randn(b, 3, size, size, generator=g)
+    image[:, 0] -= 2.0  # dB-like luminance change
+    image[:, 2, :5, :] = float("nan")  # cloud on the dNBR
+    image[:, 0, :, -3:] = float("nan")  # SAR swath edge
+    image[:, 1, :, -3:] = float("nan")
+    label = (torch.rand(b, size, size, generator=g) > 0.5).to(torch.uint8)
+    label[:, :, -3:] = 255
+    return image, label
+
+
+def test_photometric_changes_leave_label_and_sar_nodata_alone():
+    image, label = _raw_batch()
+    aug = BatchAugment(
+        hflip=False, vflip=False, rot90=False, channels=CHANNELS, dnbr_drop_p=0.3,
+        dnbr_blank_p=0.5, sar_gain=0.3, sar_offset=0.5, lum_sign_p=0.5, noise_std=0.1,
+    ).train()
+    torch.manual_seed(0)
+    out, out_label = aug(image, label)
+    assert torch.equal(out_label, label)
+    # SAR nodata stays nodata and nothing new becomes nodata in the SAR channels.
+    for c in (0, 1):
+        assert torch.equal(torch.isnan(out[:, c]), torch.isnan(image[:, c]))
+    # dNBR: only ever more nodata, never less; some whole samples hidden, some rectangles.
+    before, after = torch.isnan(image[:, 2]), torch.isnan(out[:, 2])
+    assert not (before & ~after).any()
+    hidden = (after & ~before).flatten(1).sum(1)
+    full = (~before).flatten(1).sum(1)
+    assert (hidden == full).any() and ((hidden > 0) & (hidden < full)).any()
+    # SAR values changed: gain, offset, sign and noise.
+    ok = ~torch.isnan(image[:, 0])
+    assert not torch.allclose(out[:, 0][ok], image[:, 0][ok])
+    flipped = (out[:, 0].nanmean(dim=(-2, -1)) > 0).sum()
+    assert flipped > 0  # some luminance changes now brighten
+
+
+def test_photometric_changes_are_off_in_eval_and_by_default():
+    image, label = _raw_batch()
+    aug = BatchAugment(channels=CHANNELS, dnbr_drop_p=1.0, noise_std=1.0).eval()
+    out, out_label = aug(image, label)
+    assert torch.equal(torch.isnan(out), torch.isnan(image))
+    assert torch.equal(out[~torch.isnan(out)], image[~torch.isnan(image)])
+    default = BatchAugment(channels=CHANNELS)
+    assert default.geometric and not default.photometric
+
+
+def test_photometric_with_flips_keeps_image_and_label_aligned():
+    """A label-coded image: after flips and photometric changes the finite dNBR pixels still
+    sit where the label says they came from."""
+    b, size = 8, 16
+    label = (torch.rand(b, size, size) > 0.5).to(torch.uint8)
+    image = torch.stack([label.float() * 5 - 2, label.float(), label.float() * 10], dim=1)
+    aug = BatchAugment(channels=CHANNELS, p=1.0, dnbr_blank_p=1.0, sar_gain=0.2).train()
+    torch.manual_seed(3)
+    out, out_label = aug(image, label)
+    dnbr = out[:, 2]
+    ok = ~torch.isnan(dnbr)
+    assert torch.equal(dnbr[ok], out_label[ok].float() * 10)
+    # SAR gain keeps the sign pattern of a channel's pixels (no noise, no offset here).
+    assert torch.equal(out[:, 1] > 0, out_label.bool())
+
+
+def test_photometric_keys_are_checked():
+    with pytest.raises(ValueError, match="dnbr_drop_p"):
+        BatchAugment(channels=CHANNELS, dnbr_drop_p=1.5)
+    with pytest.raises(ValueError, match="noise_std"):
+        BatchAugment(channels=CHANNELS, noise_std=-1)

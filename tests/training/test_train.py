@@ -227,3 +227,16 @@ def test_epochs_without_validation_leave_validation_cells_empty(tmp_path) -> Non
     assert [(r["epoch"], r["val_iou"]) for r in rows] == [("0", "0.4000000059604645"), ("1", "")]
     assert rows[1]["train_loss"] == "0.5"
     assert (tmp_path / "curves.png").is_file()
+
+
+def test_a_time_budget_stops_training_and_keeps_both_checkpoints(train_cfg) -> None:
+    """``trainer.max_time`` (what ``experiment=demo`` uses) ends training on time, not on the
+    epoch count, and the run still has ``last.ckpt`` and ``best.ckpt`` and its reports."""
+    cfg = train_cfg("trainer.max_epochs=10000", "+trainer.max_time=00:00:00:04")
+    train(cfg)
+    run = Path(cfg.paths.output_dir)
+    rows = _rows(run / "metrics.csv")
+    assert 1 <= len(rows) < 10000
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "test_metrics.csv").is_file()

@@ -64,15 +64,29 @@ class SplitConfig:
 
 @dataclass
 class AugmentConfig:
-    """Flips and 90-degree rotations drawn per sample on the device (training only)."""
+    """Augmentation drawn per sample on the device (training only): flips and 90-degree
+    rotations; and photometric changes (README: training), off by default."""
 
     hflip: bool = True
     vflip: bool = True
     rot90: bool = True
     p: float = 0.5
+    dnbr_drop_p: float = 0.0  # the whole dNBR hidden (NaN), as under full cloud
+    dnbr_blank_p: float = 0.0  # a random rectangle of the dNBR hidden
+    sar_gain: float = 0.0  # SAR changes times U(1 - g, 1 + g) per sample
+    sar_offset: float = 0.0  # plus U(-o, o) of the sample's std
+    lum_sign_p: float = 0.0  # luminance change negated (brightening burns)
+    noise_std: float = 0.0  # Gaussian noise, in units of each sample's channel std
 
     def check(self) -> None:
         require(0.0 <= self.p <= 1.0, "p", f"must be in [0, 1] (got {self.p})")
+        for key in ("dnbr_drop_p", "dnbr_blank_p", "lum_sign_p"):
+            value = getattr(self, key)
+            require(0.0 <= value <= 1.0, key, f"must be in [0, 1] (got {value})")
+        for key in ("sar_gain", "sar_offset", "noise_std"):
+            value = getattr(self, key)
+            require(value >= 0.0, key, f"must be >= 0 (got {value})")
+        require(self.sar_gain < 1.0, "sar_gain", f"must be < 1 (got {self.sar_gain})")
 
 
 @dataclass

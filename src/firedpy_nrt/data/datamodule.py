@@ -137,7 +137,7 @@ class FireDataModule(LightningDataModule):
         #: The input layers, in the order of the image channels: the model is built for these
         #: and prediction checks a checkpoint against them by name.
         self.channels: tuple[str, ...] = CHANNELS
-        self.augmentation = BatchAugment.from_config(config.augment)
+        self.augmentation = BatchAugment.from_config(config.augment, channels=self.channels)
         self.cache: ChipCache | None = None
         self.splits: dict[str, list[str]] = {}
         self.stats: dict[str, list[float]] | None = None

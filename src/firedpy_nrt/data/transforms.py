@@ -6,8 +6,11 @@ layer has data), so the model sees where dNBR is cloudy and can still map burned
 there. Its ``mean``/``std`` are buffers, saved in checkpoints and reused by prediction.
 
 :class:`BatchAugment` draws flips and 90-degree rotations per sample and applies the same one to
-image and label; it is a no-op in eval mode, so calling it in ``on_after_batch_transfer`` augments
-training batches only.
+image and label, then photometric changes that teach the model to map without the optical layer
+and across SAR responses: dNBR blanked in a random rectangle or entirely (NaN, so its validity
+channel says so), per-sample SAR gain, offset and sign, and noise. Photometric changes touch
+finite values only (nodata stays nodata) and never the label. It is a no-op in eval mode, so
+calling it in ``on_after_batch_transfer`` augments training batches only.
 """
 
 from __future__ import annotations
@@ -93,27 +96,73 @@ class BatchAugment(nn.Module):
     """
 
     def __init__(
-        self, hflip: bool = True, vflip: bool = True, rot90: bool = True, p: float = 0.5
+        self,
+        hflip: bool = True,
+        vflip: bool = True,
+        rot90: bool = True,
+        p: float = 0.5,
+        *,
+        channels: Sequence[str] = (),
+        dnbr_drop_p: float = 0.0,
+        dnbr_blank_p: float = 0.0,
+        sar_gain: float = 0.0,
+        sar_offset: float = 0.0,
+        lum_sign_p: float = 0.0,
+        noise_std: float = 0.0,
     ) -> None:
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {p}")
+        for name, value in (
+            ("p", p), ("dnbr_drop_p", dnbr_drop_p), ("dnbr_blank_p", dnbr_blank_p),
+            ("lum_sign_p", lum_sign_p),
+        ):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        for name, value in (("sar_gain", sar_gain), ("sar_offset", sar_offset),
+                            ("noise_std", noise_std)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         self.hflip, self.vflip, self.rot90, self.p = bool(hflip), bool(vflip), bool(rot90), float(p)
+        names = list(channels)
+        self.dnbr = names.index("dnbr") if "dnbr" in names else None
+        self.lum = names.index("lum_change") if "lum_change" in names else None
+        self.sar = [names.index(c) for c in ("lum_change", "coh_change") if c in names]
+        self.dnbr_drop_p, self.dnbr_blank_p = float(dnbr_drop_p), float(dnbr_blank_p)
+        self.sar_gain, self.sar_offset = float(sar_gain), float(sar_offset)
+        self.lum_sign_p, self.noise_std = float(lum_sign_p), float(noise_std)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> BatchAugment:
-        """Build from ``data.augment`` (a dataclass, DictConfig or dict with the same keys)."""
+    def from_config(cls, cfg: Any, channels: Sequence[str] = ()) -> BatchAugment:
+        """Build from ``data.augment`` (a dataclass, DictConfig or dict with the same keys) for
+        images whose channels are the layers named in ``channels``."""
         get = cfg.get if isinstance(cfg, Mapping) else lambda k, d=None: getattr(cfg, k, d)
         return cls(
             hflip=get("hflip", True),
             vflip=get("vflip", True),
             rot90=get("rot90", True),
             p=get("p", 0.5),
+            channels=channels,
+            dnbr_drop_p=get("dnbr_drop_p", 0.0),
+            dnbr_blank_p=get("dnbr_blank_p", 0.0),
+            sar_gain=get("sar_gain", 0.0),
+            sar_offset=get("sar_offset", 0.0),
+            lum_sign_p=get("lum_sign_p", 0.0),
+            noise_std=get("noise_std", 0.0),
         )
 
     @property
-    def enabled(self) -> bool:
+    def geometric(self) -> bool:
         return self.p > 0 and (self.hflip or self.vflip or self.rot90)
+
+    @property
+    def photometric(self) -> bool:
+        dnbr = self.dnbr is not None and (self.dnbr_drop_p > 0 or self.dnbr_blank_p > 0)
+        sar = bool(self.sar) and (self.sar_gain > 0 or self.sar_offset > 0)
+        lum = self.lum is not None and self.lum_sign_p > 0
+        return dnbr or sar or lum or self.noise_std > 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.geometric or self.photometric
 
     def forward(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
         if not self.training or not self.enabled:
@@ -131,6 +180,10 @@ class BatchAugment(nn.Module):
         b, square = image.shape[0], image.shape[-1] == image.shape[-2]
         # Draw on the CPU (the global generator seeded by Lightning) and index on the device.
         image, label = image.clone(), label.clone()
+        if self.photometric:
+            image = self._photometric(image)
+        if not self.geometric:
+            return image, label
         if self.hflip:
             pick = torch.rand(b) < self.p
             image, label = _apply(image, label, pick, lambda t: t.flip(-1))
@@ -148,6 +201,56 @@ class BatchAugment(nn.Module):
                     image, label, k == turns, lambda t, n=turns: torch.rot90(t, n, dims=(-2, -1))
                 )
         return image, label
+
+
+    def _photometric(self, image: Tensor) -> Tensor:
+        b, _, h, w = image.shape
+        dev, dt = image.device, image.dtype
+
+        def per_sample(values: Tensor) -> Tensor:
+            return values.to(device=dev, dtype=dt).view(b, 1, 1)
+
+        nan = torch.tensor(float("nan"), device=dev, dtype=dt)
+        # Scale of each channel in each sample (its finite pixels), so offsets and noise are
+        # relative: the layers come in different units.
+        finite = torch.isfinite(image)
+        count = finite.sum(dim=(-2, -1)).clamp(min=1)
+        values = torch.where(finite, image, torch.zeros((), device=dev, dtype=dt))
+        mean = values.sum(dim=(-2, -1)) / count
+        var = (torch.where(finite, image - mean[..., None, None], 0.0) ** 2).sum(dim=(-2, -1))
+        std = (var / count).sqrt().clamp(min=1e-6)
+        for c in self.sar:
+            channel = image[:, c]
+            if self.sar_gain > 0:
+                gain = 1.0 + (torch.rand(b) * 2 - 1) * self.sar_gain
+                channel = channel * per_sample(gain)
+            if self.sar_offset > 0:
+                shift = (torch.rand(b) * 2 - 1) * self.sar_offset
+                channel = channel + per_sample(shift) * std[:, c].view(b, 1, 1)
+            image[:, c] = channel
+        if self.lum is not None and self.lum_sign_p > 0:
+            flip = torch.rand(b) < self.lum_sign_p
+            sign = torch.where(flip, -1.0, 1.0)
+            image[:, self.lum] = image[:, self.lum] * per_sample(sign)
+        if self.noise_std > 0:
+            noise = torch.randn(image.shape, device=dev, dtype=dt)
+            image = image + noise * self.noise_std * std[..., None, None]
+        if self.dnbr is not None and (self.dnbr_drop_p > 0 or self.dnbr_blank_p > 0):
+            drop = torch.rand(b) < self.dnbr_drop_p
+            blank = (torch.rand(b) < self.dnbr_blank_p) & ~drop
+            rows = torch.arange(h).view(1, h, 1)
+            cols = torch.arange(w).view(1, 1, w)
+            bh = (torch.rand(b) * 0.5 + 0.25) * h  # a rectangle of 25-75 % of each side
+            bw = (torch.rand(b) * 0.5 + 0.25) * w
+            r0 = torch.rand(b) * (h - bh)
+            c0 = torch.rand(b) * (w - bw)
+            inside = (
+                (rows >= r0.view(b, 1, 1)) & (rows < (r0 + bh).view(b, 1, 1))
+                & (cols >= c0.view(b, 1, 1)) & (cols < (c0 + bw).view(b, 1, 1))
+            )
+            hide = (blank.view(b, 1, 1) & inside) | drop.view(b, 1, 1)
+            image[:, self.dnbr] = torch.where(hide.to(dev), nan, image[:, self.dnbr])
+        return image
 
 
 def _apply(image: Tensor, label: Tensor, pick: Tensor, op: Any) -> tuple[Tensor, Tensor]:
