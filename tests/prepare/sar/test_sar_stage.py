@@ -281,3 +281,32 @@ def test_too_few_acquisitions_before_the_fire(server, login, tmp_path):
     assert len(result.failed) == 1
     assert "1 full acquisition(s) before 2021-06-20" in result.failed[0]
     assert "sar.days_before" in result.failed[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("sar.polarization=HV", "sar.polarization"),
+        ("sar.hyp3_looks=5x1", "sar.hyp3_looks"),
+        ("sar.coh_formula=ratio", "sar.coh_formula"),
+        ("sar.label=all", "sar.label"),
+        ("sar.hyp3_url=ftp://x", "sar.hyp3_url"),
+        ("sar.search_url=https://user:pw@cmr.example", "sar.search_url"),
+        ("sar.days_before=0", "sar.days_before"),
+    ],
+)
+def test_bad_sar_keys_are_one_line_naming_the_key(server, tmp_path, override, key):
+    from firedpy_nrt.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        make_cfg(server, tmp_path, override)
+    assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_sar_stage_needs_events(server, tmp_path):
+    from firedpy_nrt.errors import ConfigError
+
+    cfg = make_cfg(server, tmp_path)
+    cfg.events = None
+    with pytest.raises(ConfigError, match="events"):
+        run_stage(cfg)
