@@ -12,6 +12,10 @@ from firedpy_nrt.config.data import DataConfig
 from firedpy_nrt.config.paths import PathsConfig
 
 BACKBONES = ("resnet50", "resnet101", "mobilenet_v3_large")
+#: Heads: torchvision's DeepLabV3 (its output stride, 16 or 8, upsampled straight to full
+#: resolution), or DeepLabV3+'s light decoder with a skip connection from stride 4, which keeps
+#: burn-scar edges where the plain head draws blobs (models/networks.py builds both).
+DECODERS = ("deeplabv3", "deeplabv3plus")
 #: Lightning's precision values, for training and prediction alike.
 PRECISIONS = (
     "32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64,
@@ -25,8 +29,16 @@ class NetConfig:
     weights_backbone: str | None = None  # torchvision weights name, read from the local cache only
     weights_path: str | None = None  # a local weights file
     bn_momentum: float | None = 0.1  # BatchNorm running-stat momentum; null keeps torchvision's
+    #: ``deeplabv3`` (torchvision's head) or ``deeplabv3plus`` (a light decoder with a skip
+    #: connection from stride 4: sharper edges)
+    decoder: str = "deeplabv3"
 
     def check(self) -> None:
+        require(
+            self.decoder in DECODERS,
+            "decoder",
+            f"unknown decoder {self.decoder!r} (choose from: {', '.join(DECODERS)})",
+        )
         require(
             self.bn_momentum is None or 0 < self.bn_momentum <= 1,
             "bn_momentum",

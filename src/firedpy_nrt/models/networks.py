@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchvision.models import (
     MobileNet_V3_Large_Weights,
     ResNet50_Weights,
@@ -26,6 +27,7 @@ from torchvision.models.segmentation import (
 )
 from torchvision.models.segmentation.deeplabv3 import DeepLabV3
 
+from firedpy_nrt.config.train import DECODERS
 from firedpy_nrt.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,55 @@ BACKBONES: dict[str, tuple[Any, Any]] = {
 }
 
 
-def first_conv_slot(model: DeepLabV3) -> tuple[nn.Module, str]:
+#: backbone -> (the backbone module whose output is at stride 4, its channels): DeepLabV3+'s skip
+LOW_LEVEL: dict[str, tuple[str, int]] = {
+    "resnet50": ("layer1", 256),
+    "resnet101": ("layer1", 256),
+    "mobilenet_v3_large": ("3", 24),
+}
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DeepLabV3Plus(nn.Module):
+    """DeepLabV3+ (Chen et al., 2018) on a torchvision DeepLabV3's backbone and ASPP.
+
+    The ASPP output is upsampled to the stride-4 features of the backbone, concatenated with
+    them (reduced to 48 channels), refined by two 3x3 convolutions and classified; the logits
+    are upsampled the last 4x. Returns ``{"out": logits}`` as torchvision's models do.
+    """
+
+    def __init__(self, base: DeepLabV3, backbone: str) -> None:
+        super().__init__()
+        self.low_name, low_channels = LOW_LEVEL[backbone]
+        self.backbone = base.backbone  # the same modules: first-conv and weight handling agree
+        self.aspp = base.classifier[0]  # ASPP -> 256 channels
+        self.low = _conv_bn_relu(low_channels, 48, 1)
+        self.fuse = nn.Sequential(_conv_bn_relu(256 + 48, 256, 3), _conv_bn_relu(256, 256, 3))
+        self.classifier = nn.Conv2d(256, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = x.shape[-2:]
+        low = None
+        for name, module in self.backbone.items():
+            x = module(x)
+            if name == self.low_name:
+                low = x
+        assert low is not None
+        y = self.aspp(x)
+        y = F.interpolate(y, size=low.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.fuse(torch.cat([y, self.low(low)], dim=1))
+        out = F.interpolate(self.classifier(y), size=size, mode="bilinear", align_corners=False)
+        return {"out": out}
+
+
+def first_conv_slot(model: nn.Module) -> tuple[nn.Module, str]:
     """``(parent, name)`` such that ``getattr(parent, name)`` is the backbone's first Conv2d."""
     backbone = model.backbone
     if hasattr(backbone, "conv1"):  # ResNet
@@ -47,7 +97,7 @@ def first_conv_slot(model: DeepLabV3) -> tuple[nn.Module, str]:
 
 
 def _adapt_first_conv(
-    model: DeepLabV3, in_channels: int, weight: torch.Tensor | None, pretrained: bool
+    model: nn.Module, in_channels: int, weight: torch.Tensor | None, pretrained: bool
 ) -> None:
     """Replace the first conv by one taking ``in_channels``.
 
@@ -132,8 +182,10 @@ def build_deeplabv3(
     weights_backbone: str | None = None,
     weights_path: str | None = None,
     bn_momentum: float | None = 0.1,
-) -> DeepLabV3:
-    """A torchvision DeepLabV3 with one output logit and ``in_channels`` inputs.
+    decoder: str = "deeplabv3",
+) -> nn.Module:
+    """A torchvision DeepLabV3 with one output logit and ``in_channels`` inputs; with
+    ``decoder="deeplabv3plus"`` its backbone and ASPP under DeepLabV3+'s decoder.
 
     ``bn_momentum`` sets every BatchNorm's running-statistics momentum (torchvision's
     MobileNetV3 uses 0.01, meant for long ImageNet runs: after a few hundred steps its running
@@ -144,9 +196,16 @@ def build_deeplabv3(
             f"config key 'model.net.backbone': unknown backbone {backbone!r} "
             f"(choose from: {', '.join(BACKBONES)})"
         )
+    if decoder not in DECODERS:
+        raise ConfigError(
+            f"config key 'model.net.decoder': unknown decoder {decoder!r} "
+            f"(choose from: {', '.join(DECODERS)})"
+        )
     builder, _ = BACKBONES[backbone]
     weights = _weights_enum(backbone, weights_backbone) if weights_backbone else None
     model = builder(weights=None, weights_backbone=weights, num_classes=1, aux_loss=False)
+    if decoder == "deeplabv3plus":
+        model = DeepLabV3Plus(model, backbone)
     first_weight: torch.Tensor | None = None
     if weights_path:
         state, full = _backbone_state(Path(weights_path), backbone)

@@ -126,6 +126,7 @@ class SegmentationModule(LightningModule):
             weights_backbone=net.get("weights_backbone"),
             weights_path=net.get("weights_path"),
             bn_momentum=net.get("bn_momentum"),
+            decoder=net.get("decoder") or "deeplabv3",
         )
         if self.hparams.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
