@@ -26,6 +26,9 @@ SMALL = [
     "synthetic.pairs_per_fire=2",
     "synthetic.dnbr_per_fire=2",
     "synthetic.other_crs_fraction=0.5",
+    "synthetic.haze_fraction=0.0",  # the realism checks below are of unhazed dNBR
+    "synthetic.brightening_fraction=0.0",
+    "synthetic.size_jitter=0.0",
 ]
 KIND_OF = {
     "lum_change": "lum_change",
@@ -156,6 +159,64 @@ def test_events_read_by_the_events_reader(dataset: Path) -> None:
             assert e.ig_date <= e.last_date
             minx, miny, maxx, maxy = e.geometry.bounds
             assert -125 < minx < maxx < -100 and 30 < miny < maxy < 50  # lon/lat, western US
+
+
+def _population(tmp_path: Path, name: str, **settings) -> list[dict]:
+    small = [
+        "synthetic.size=96",
+        "synthetic.n_fires=4",
+        "synthetic.pairs_per_fire=1",
+        "synthetic.dnbr_per_fire=1",
+        "synthetic.seed=5",
+    ]
+    extra = [f"synthetic.{k}={v}" for k, v in settings.items()]
+    data = tmp_path / name
+    proc = prepare(tmp_path, "source=synthetic", f"paths.data_dir={data}", *small, *extra)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return read_match_csv(data / "synthetic" / "match.csv").to_dict("records")
+
+
+def _burned_means(row: dict) -> tuple[float, float, float, float]:
+    """(luminance change over burned, over unburned, dNBR over burned, dNBR NaN share)."""
+    with rasterio.open(row["lum_change"]) as lum, rasterio.open(row["binary_product"]) as b:
+        a, lab = lum.read(1), b.read(1)
+        with (
+            rasterio.open(row["dnbr"]) as d,
+            WarpedVRT(
+                d, crs=lum.crs, transform=lum.transform, width=lum.width, height=lum.height
+            ) as v,
+        ):
+            dn = v.read(1)
+    burned = lab == 1
+    return (
+        float(np.nanmean(a[burned])),
+        float(np.nanmean(a[lab == 0])),
+        float(np.nanmedian(dn[burned & np.isfinite(dn)])),
+        float(np.isnan(dn).mean()),
+    )
+
+
+def test_population_settings_brightening_haze_and_sizes(tmp_path: Path) -> None:
+    off = {"brightening_fraction": 0.0, "haze_fraction": 0.0, "size_jitter": 0.0}
+    plain = _population(tmp_path, "plain", **off)
+    hazy = _population(tmp_path, "hazy", **{**off, "haze_fraction": 0.5})
+    wide = _population(tmp_path, "wide", **{**off, "brightening_fraction": 0.5, "size_jitter": 0.5})
+    # darkening everywhere without brightening; some fires brighten with it
+    assert all(m[0] < m[1] for m in map(_burned_means, plain))
+    assert any(m[0] > m[1] for m in map(_burned_means, wide))
+    # unmasked haze damps the burned dNBR of the same fires without hiding it (NaN: cloud only)
+    for a, b in zip(map(_burned_means, plain), map(_burned_means, hazy), strict=True):
+        assert b[2] <= a[2] + 0.01 and b[3] == pytest.approx(a[3], abs=1e-9)
+    assert np.mean([m[2] for m in map(_burned_means, hazy)]) < np.mean(
+        [m[2] for m in map(_burned_means, plain)]
+    )
+    sizes = set()
+    for row in wide:
+        with rasterio.open(row["lum_change"]) as lum:
+            sizes.add(lum.width)
+    assert len(sizes) > 1 and all(s % 16 == 0 for s in sizes)
+    with rasterio.open(plain[0]["lum_change"]) as lum:
+        assert lum.width == 96
 
 
 def test_same_seed_same_data_and_rerun_rules(tmp_path: Path) -> None:

@@ -58,17 +58,23 @@ class SyntheticConfig:
     n_fires: int = 8
     pairs_per_fire: int = 3  # SAR date pairs (luminance change, coherence change, binary product)
     dnbr_per_fire: int = 3  # dNBR products per fire, sensors cycling S2A S2B S2C LC08 LC09
-    size: int = 320  # SAR scene width and height in pixels
+    size: int = 320  # SAR scene width and height in pixels (the population's mean) ...
+    size_jitter: float = 0.2  # ... each fire's scene is size * U(1 - j, 1 + j)
     sar_pixel_m: float = 25.0
     s2_pixel_m: float = 20.0  # Sentinel-2 dNBR pixel size
     landsat_pixel_m: float = 30.0  # Landsat dNBR pixel size
     burn_fraction: list[float] = field(default_factory=lambda: [0.05, 0.6])
     looks: float = 4.0  # equivalent number of looks of the gamma speckle
     lum_burn_db: float = -3.0  # mean luminance change over a moderately burned pixel
+    #: Fires whose backscatter brightens where it burns (wet soil, debris) instead of darkening.
+    brightening_fraction: float = 0.15
+    moisture_db: float = 1.0  # soil-moisture and rain change between the dates (dB, smooth)
     coh_burn_rise: float = 0.3  # mean coherence change over a burned pixel
     coh_noise: float = 0.12
     dnbr_noise: float = 0.05
-    cloud_fraction: float = 0.2  # mean fraction of a dNBR scene under cloud (NaN)
+    cloud_fraction: float = 0.25  # mean fraction of a dNBR scene under cloud (NaN): U(0, 2x)
+    #: Mean fraction under thin haze the cloud mask misses: dNBR damped and noisier, not NaN.
+    haze_fraction: float = 0.1
     disturbance_fraction: float = 0.05  # harvested fields: coherence and dNBR rise, not burned
     other_crs_fraction: float = 0.3  # fires whose dNBR lies in the neighbouring UTM zone
     nodata_edge: float = 0.15  # largest fraction of a SAR scene beyond the swath edge
@@ -88,6 +94,10 @@ class SyntheticConfig:
             "must be [min, max] with 0 < min <= max <= 0.9",
         )
         require(self.looks >= 1.0, "looks", "must be >= 1")
+        require(0.0 <= self.size_jitter <= 0.5, "size_jitter", "must be between 0 and 0.5")
+        require(self.moisture_db >= 0, "moisture_db", "must be >= 0")
+        for key in ("brightening_fraction", "haze_fraction"):
+            require(0.0 <= getattr(self, key) <= 0.5, key, "must be between 0 and 0.5")
         for key in ("coh_noise", "dnbr_noise"):
             require(getattr(self, key) >= 0, key, "must be >= 0")
         for key in ("cloud_fraction", "disturbance_fraction", "other_crs_fraction"):

@@ -173,8 +173,11 @@ class _Fire:
         self.id = fire_id
         self.rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index]))
         rng = self.rng
+        # (Draws only for settings in use, so a population without them is the same as before.)
+        jitter = float(rng.uniform(-cfg.size_jitter, cfg.size_jitter)) if cfg.size_jitter else 0.0
+        n = cfg.size if not jitter else max(32, int(round(cfg.size * (1.0 + jitter) / 16)) * 16)
+        self.size = n
         self._place(other_crs)
-        n = cfg.size
         t = n * _TRUTH
         px = cfg.sar_pixel_m
         self.sar = RasterGrid(self.crs, from_origin(self.x0, self.y0, px, px), n, n)
@@ -216,7 +219,7 @@ class _Fire:
         to_utm = Transformer.from_crs("EPSG:4326", self.crs, always_xy=True)
         e, nn = to_utm.transform(lon, lat)
         px = self.cfg.sar_pixel_m
-        half = self.cfg.size * px / 2.0
+        half = self.size * px / 2.0
         self.x0 = round((e - half) / px) * px
         self.y0 = round((nn + half) / px) * px
 
@@ -255,7 +258,7 @@ class _Fire:
     # -- the burn scar, its growth and its severity
     def _scar(self) -> None:
         rng, cfg, g = self.rng, self.cfg, self.truth
-        extent = cfg.size * cfg.sar_pixel_m
+        extent = self.size * cfg.sar_pixel_m
         scene = box(self.x0, self.y0 - extent, self.x0 + extent, self.y0)
         valid = self._valid(g)
         # centre inside the swath
@@ -305,6 +308,11 @@ class _Fire:
         self.sar_response = np.clip(
             0.8 + 0.6 * smooth_noise(rng, (g.height, g.width), g.width / 10), -0.4, 1.6
         ).astype(np.float32)
+        # Some fires brighten the scene instead (wet soil, debris, a dry canopy before): the
+        # whole fire's luminance response is reversed.
+        self.brightens = cfg.brightening_fraction > 0 and rng.random() < cfg.brightening_fraction
+        if self.brightens:
+            self.sar_response = -self.sar_response
         self.dnbr_burn = (0.05 + 0.75 * sev**1.3).astype(np.float32)
 
     def progress(self, day: date) -> float:
@@ -320,7 +328,7 @@ class _Fire:
     # -- unburned disturbance: harvested fields, a lake
     def _disturbances(self) -> None:
         rng, cfg, g = self.rng, self.cfg, self.truth
-        extent = cfg.size * cfg.sar_pixel_m
+        extent = self.size * cfg.sar_pixel_m
         shape = (g.height, g.width)
         self.harvest_coh = np.zeros(shape, np.float32)
         self.harvest_dnbr = np.zeros(shape, np.float32)
@@ -359,7 +367,7 @@ class _Fire:
     def sar_pair(self, d1: date, d2: date) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(luminance change dB, coherence change, label) on the SAR grid for one date pair."""
         rng, cfg = self.rng, self.cfg
-        n = cfg.size
+        n = self.size
         k = _TRUTH
         burned = self.burned_by(d2) & ~self.burned_by(d1 - timedelta(days=1))
         frac = _block_mean(burned.astype(np.float32), k)
@@ -369,7 +377,7 @@ class _Fire:
         looks = cfg.looks
         speckle = 10.0 * np.log10(rng.gamma(looks, 1.0 / looks, (2, n, n)))
         lum = (
-            0.8 * smooth_noise(rng, (n, n), n / 10)  # soil moisture, rain
+            cfg.moisture_db * smooth_noise(rng, (n, n), n / 10)  # soil moisture, rain
             + frac * cfg.lum_burn_db * (0.6 + 0.8 * sev) * response
             + _block_mean(self.harvest_lum, k)
             + water * rng.normal(0.0, 3.0, (n, n))  # wind on water
@@ -392,7 +400,7 @@ class _Fire:
 
     def dnbr_grid(self, res: float) -> RasterGrid:
         """A dNBR product grid (its own CRS and pixel size) that covers the SAR scene."""
-        extent = self.cfg.size * self.cfg.sar_pixel_m
+        extent = self.size * self.cfg.sar_pixel_m
         crs = f"EPSG:{self.dnbr_epsg}"
         left, bottom, right, top = transform_bounds(
             self.crs, crs, self.x0, self.y0 - extent, self.x0 + extent, self.y0
@@ -422,6 +430,14 @@ class _Fire:
         if cloud > 0:
             field_ = smooth_noise(rng, shape, 1500.0 / res / 2.5)
             clouds = field_ > np.quantile(field_, 1.0 - cloud)
+        haze_share = float(rng.uniform(0.0, 2.0 * cfg.haze_fraction)) if cfg.haze_fraction else 0.0
+        if haze_share > 0:
+            # Thin haze the quality mask misses: the burn signal is damped there and noisier,
+            # but the pixels stay valid.
+            haze_field = smooth_noise(rng, shape, 2000.0 / res / 2.5)
+            haze = (haze_field > np.quantile(haze_field, 1.0 - min(haze_share, 0.9))) & ~clouds
+            damp = rng.uniform(0.15, 0.5)
+            out[haze] = out[haze] * damp + rng.normal(0.0, 2 * cfg.dnbr_noise, int(haze.sum()))
         out[clouds] = np.nan
         covered = np.isfinite(out).sum() + clouds.sum()
         return out, grid, float(clouds.sum() / max(covered, 1))
