@@ -134,6 +134,16 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="folder for data, runs and maps")
     ap.add_argument("--keep", action="store_true", help="keep the --work folder's contents")
     ap.add_argument("--experiment", default="demo", help="train.py experiment=<this>")
+    ap.add_argument(
+        "--shift",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change population B further (e.g. --shift synthetic.seed=77); repeatable",
+    )
+    ap.add_argument(
+        "--skip-training", action="store_true", help="score the newest run in --work again"
+    )
     ap.add_argument("train_overrides", nargs="*", help="more train.py overrides (after --)")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="firedpy-generalization-"))
@@ -146,7 +156,13 @@ def main() -> None:
 
 
 def _main(args: argparse.Namespace, work: Path) -> None:
-    a, b, logs = work / "a", work / "b", work / "logs"
+    shifted = [*SHIFTED, *args.shift]
+    b_name = (
+        "b"
+        if not args.shift
+        else "b-" + "-".join(x.split(".", 1)[-1].replace("=", "") for x in args.shift)
+    )
+    a, b, logs = work / "a", work / b_name, work / "logs"
     common = [f"paths.log_dir={logs}"]
     print(f"work folder: {work}")
     if not (a / "synthetic" / "match.csv").is_file():
@@ -156,20 +172,22 @@ def _main(args: argparse.Namespace, work: Path) -> None:
         )
     if not (b / "synthetic" / "match.csv").is_file():
         _run(
-            ["prepare.py", "source=synthetic", f"paths.data_dir={b}", *common, *SHIFTED],
-            work / "prepare_b.log",
+            ["prepare.py", "source=synthetic", f"paths.data_dir={b}", *common, *shifted],
+            work / f"prepare_{b_name}.log",
         )
-    train_s = _run(
-        [
-            "train.py",
-            f"experiment={args.experiment}",
-            f"paths.data_dir={a}",
-            *common,
-            "task_name=generalization",
-            *args.train_overrides,
-        ],
-        work / "train.log",
-    )
+    train_s = 0.0
+    if not args.skip_training:
+        train_s = _run(
+            [
+                "train.py",
+                f"experiment={args.experiment}",
+                f"paths.data_dir={a}",
+                *common,
+                "task_name=generalization",
+                *args.train_overrides,
+            ],
+            work / "train.log",
+        )
     maps = work / "maps"
     shutil.rmtree(maps, ignore_errors=True)
     _run(
@@ -211,7 +229,7 @@ def _main(args: argparse.Namespace, work: Path) -> None:
         f"(train.py experiment={args.experiment}, prepare excluded)"
     )
     print(
-        f"scored on population B (shifted: {', '.join(s.split('.', 1)[1] for s in SHIFTED)}), "
+        f"scored on population B (shifted: {', '.join(s.split('.', 1)[1] for s in shifted)}), "
         f"{n_b} scenes, {overall['clear_pixels']} clear and {overall['cloud_pixels']} "
         "cloudy labelled pixels"
     )

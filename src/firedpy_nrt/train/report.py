@@ -181,9 +181,12 @@ class RunReport(Callback):
         _write_csv(self.test_csv, TEST_COLUMNS, rows)
         for row in rows:
             log.info(
-                "test %-15s burned IoU %s  mean IoU %s  accuracy %s",
+                "test %-15s burned IoU %s (where dNBR is valid %s, under cloud %s)  "
+                "mean IoU %s  accuracy %s",
                 row["predictor"],
                 _fmt(row["iou"]),
+                _fmt(row.get("iou_clear")),
+                _fmt(row.get("iou_cloud")),
                 _fmt(row["miou"]),
                 _fmt(row["acc"]),
             )
