@@ -51,7 +51,10 @@ class SarState:
     token: str = "edl-" + secrets.token_hex(16)
     granules: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
-    datapool: str = "redirect"  # or "direct"
+    #: "redirect": to a pre-signed URL on another host name; "redirect-same": to a pre-signed URL
+    #: on this same origin; "direct": served to the bearer token.
+    datapool: str = "redirect"
+    ranges: bool = True  # False: Range headers are ignored (200 with the whole file)
     #: Polls of a job (GET /jobs/<id>) before it moves on: PENDING, then RUNNING, then done.
     steps: int = 1
     fail_jobs: bool = False
@@ -139,8 +142,10 @@ def _handler(state: SarState) -> type[BaseHTTPRequestHandler]:
         def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
             self._send(status, json.dumps(body).encode(), headers)
 
-        def _bytes(self, data: bytes) -> None:
+        def _bytes(self, data: bytes, ranges: bool = True) -> None:
             rng = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            if not ranges:
+                rng = None
             if rng:
                 a = int(rng.group(1))
                 b = int(rng.group(2)) if rng.group(2) else len(data) - 1
@@ -211,7 +216,7 @@ def _handler(state: SarState) -> type[BaseHTTPRequestHandler]:
                 if not self._bearer_ok():
                     self._json(401, {"error": "Unauthorized"})
                     return
-                self._bytes(state.files[name])
+                self._bytes(state.files[name], state.ranges)
                 return
             if not self._bearer_ok():  # the real one sends a browser to Earthdata Login
                 self._send(302, b"", {"Location": f"{state.root}/edl/oauth/authorize"})
@@ -233,7 +238,7 @@ def _handler(state: SarState) -> type[BaseHTTPRequestHandler]:
             if name not in state.files:
                 self._send(404, b"<Error><Code>NoSuchKey</Code></Error>")
                 return
-            self._bytes(state.files[name])
+            self._bytes(state.files[name], state.ranges)
 
         # -- HyP3 --------------------------------------------------------------------------
         def _job_view(self, job: dict[str, Any]) -> dict[str, Any]:

@@ -310,3 +310,20 @@ def test_sar_stage_needs_events(server, tmp_path):
     cfg.events = None
     with pytest.raises(ConfigError, match="events"):
         run_stage(cfg)
+
+
+@pytest.mark.parametrize(
+    ("datapool", "ranges"),
+    [("redirect-same", True), ("direct", False), ("redirect", False)],
+    ids=["presigned-on-the-same-origin", "direct-without-ranges", "presigned-without-ranges"],
+)
+def test_datapool_variants_give_the_same_luminance(server, login, tmp_path, datapool, ranges):
+    """A pre-signed URL gets no token even on the data pool's own origin; a server that ignores
+    Range still gives the right values (the file is read whole)."""
+    server.datapool, server.ranges = datapool, ranges
+    assert run_stage(make_cfg(server, tmp_path)).failed == []
+    lum, transform, _ = _read(outputs(tmp_path)["lum"])
+    expected = server.scene.expected_lum(transform, lum.shape)
+    np.testing.assert_allclose(lum[~np.isnan(lum)], expected[~np.isnan(expected)], atol=1e-4)
+    for r in server.paths("/s3/"):
+        assert "Authorization" not in r.headers

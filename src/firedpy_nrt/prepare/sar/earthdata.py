@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import requests
 
@@ -31,6 +31,15 @@ def origin(url: str) -> str:
     parsed = urlparse(url)
     port = f":{parsed.port}" if parsed.port else ""
     return f"{parsed.scheme.lower()}://{(parsed.hostname or '').lower()}{port}"
+
+
+#: Query keys that make a URL pre-signed (S3 SigV4 and SigV2, CloudFront): such a URL carries
+#: its own credential and refuses a second one, whatever host serves it.
+_SIGNED_KEYS = {"x-amz-signature", "x-amz-credential", "signature", "awsaccesskeyid"}
+
+
+def presigned(url: str) -> bool:
+    return bool(_SIGNED_KEYS & {k.lower() for k in parse_qs(urlparse(url).query)})
 
 
 def how_to_log_in(edl_url: str) -> str:
@@ -105,7 +114,7 @@ class EarthdataAuth:
         self._trusted.add(origin(url))
 
     def trusts(self, url: str) -> bool:
-        return origin(url) in self._trusted
+        return origin(url) in self._trusted and not presigned(url)
 
     def headers(self, url: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"} if self.trusts(url) else {}

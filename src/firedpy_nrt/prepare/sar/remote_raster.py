@@ -27,6 +27,8 @@ from firedpy_nrt.prepare.download.transfer import Authenticator, TransferSetting
 
 MAX_REDIRECTS = 10
 BLOCK = 1 << 18  # 256 KiB: a COG header in one read, a tile or two per block
+#: A server that ignores Range sends the whole file: kept in memory up to this size.
+WHOLE_FILE_MAX = 1 << 29
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
@@ -99,11 +101,10 @@ class RangeReader:
                 raise _Retry(f"HTTP {status} from {_where(current)}", response)
             if status in TRANSIENT_STATUS:
                 raise _Retry(f"HTTP {status} from {_where(current)}", response)
+            if status == 200:
+                return self._whole(response, current)
             if status != 206:
-                raise DownloadError(
-                    f"{self.label}: HTTP {status} from {_where(current)}"
-                    + (" (the server does not answer range requests)" if status == 200 else "")
-                )
+                raise DownloadError(f"{self.label}: HTTP {status} from {_where(current)}")
             match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
             body = response.content
             if not match or int(match.group(1)) != start:
@@ -118,11 +119,29 @@ class RangeReader:
             return body, total
         raise DownloadError(f"{self.label}: more than {MAX_REDIRECTS} redirects")
 
+    def _whole(self, response: requests.Response, where: str) -> tuple[bytes, int]:
+        """A 200 answer (Range ignored): keep the whole file as blocks, if it is not huge."""
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > WHOLE_FILE_MAX:
+            raise DownloadError(
+                f"{self.label}: {_where(where)} ignores range requests and the file is "
+                f"{int(length) / 2**20:.0f} MiB"
+            )
+        body = response.content
+        if length.isdigit() and len(body) != int(length):
+            raise _Retry(f"short read from {_where(where)} ({len(body)} of {length} bytes)")
+        self._blocks = {b: body[b * BLOCK : (b + 1) * BLOCK] for b in range(len(body) // BLOCK + 1)}
+        self._size = len(body)
+        self._resolved = where
+        return body, len(body)
+
     # -- file interface ------------------------------------------------------------------------
     def size(self) -> int:
         if self._size is None:
-            body, self._size = self._get(0, BLOCK - 1)
-            self._blocks[0] = body
+            body, size = self._get(0, BLOCK - 1)
+            if self._size is None:  # a ranged answer (a whole-file one filled everything)
+                self._size = size
+                self._blocks[0] = body
         return self._size
 
     def safe_size(self) -> int:
@@ -145,8 +164,9 @@ class RangeReader:
         if missing:
             lo, hi = missing[0], missing[-1]  # one request for the whole missing run
             body, _ = self._get(lo * BLOCK, min((hi + 1) * BLOCK, size) - 1)
-            for b in range(lo, hi + 1):
-                self._blocks[b] = body[(b - lo) * BLOCK : (b - lo + 1) * BLOCK]
+            if any(b not in self._blocks for b in range(lo, hi + 1)):  # not a whole-file answer
+                for b in range(lo, hi + 1):
+                    self._blocks[b] = body[(b - lo) * BLOCK : (b - lo + 1) * BLOCK]
         data = b"".join(self._blocks[b] for b in range(first, last + 1))
         skip = offset - first * BLOCK
         return data[skip : skip + (end - offset)]
