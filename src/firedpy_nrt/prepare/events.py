@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import shapely
@@ -23,7 +23,10 @@ from pyproj.exceptions import CRSError
 from shapely.geometry.base import BaseGeometry
 
 from firedpy_nrt.data.layers import normalise_fire_id
-from firedpy_nrt.errors import DataError
+from firedpy_nrt.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from firedpy_nrt.config.prepare import PrepareConfig
 
 log = logging.getLogger(__name__)
 
@@ -259,3 +262,19 @@ def _apply(transformer: Any, xy: Any) -> Any:
 
     x, y = transformer.transform(xy[:, 0], xy[:, 1])
     return np.column_stack([x, y])
+
+
+def events_of(cfg: PrepareConfig, stage: str, why: str = "") -> list[FireEvent]:
+    """The events a prepare stage works on: ``cfg.events`` read with ``event_ids``,
+    ``events_crs`` and ``events_point_buffer_m``; without a file, one line naming ``stage``."""
+    if not cfg.events:
+        raise ConfigError(
+            f"config key 'events': the {stage} stage needs a FIREDpy events file (events=PATH)"
+            + (f" {why}" if why else "")
+        )
+    return read_events(
+        cfg.events,
+        ids=list(cfg.event_ids),
+        crs=cfg.events_crs,
+        point_buffer_m=cfg.events_point_buffer_m,
+    )

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from firedpy_nrt.config.dnbr import DnbrConfig
 from firedpy_nrt.config.prepare import PrepareConfig
-from firedpy_nrt.errors import ConfigError, DataError
+from firedpy_nrt.errors import DataError
 from firedpy_nrt.prepare.dnbr import landsat, sentinel2, stac_item
 from firedpy_nrt.prepare.dnbr.compute import process_pair
 from firedpy_nrt.prepare.dnbr.grid import READ_OPTIONS
@@ -119,15 +119,7 @@ def process_events(
 
 def run_stage(cfg: PrepareConfig) -> StageResult:
     """Stage entry for ``prepare.py stages=[dnbr]``: events from ``events``/``event_ids``."""
-    if not cfg.events:
-        raise ConfigError(
-            "config key 'events': the dnbr stage needs the FIREDpy event table "
-            "(ignition and last dates, polygons) to pair scenes"
-        )
-    from firedpy_nrt.prepare.events import read_events
+    from firedpy_nrt.prepare.events import events_of
 
-    ids = [str(i) for i in cfg.event_ids] or None
-    events = read_events(
-        Path(cfg.events), ids, crs=cfg.events_crs, point_buffer_m=cfg.events_point_buffer_m
-    )
+    events = events_of(cfg, "dnbr", "(its ignition and last dates and polygons pair the scenes)")
     return process_events(events, cfg.dnbr, cfg.satellite, cfg.overwrite)

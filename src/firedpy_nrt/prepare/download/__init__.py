@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from firedpy_nrt.atomic import require_inside
 from firedpy_nrt.config.download import DownloadConfig
 from firedpy_nrt.config.prepare import PrepareConfig
-from firedpy_nrt.errors import ConfigError, CredentialsError, DataError, DownloadError, FiredpyError
+from firedpy_nrt.errors import CredentialsError, DataError, DownloadError, FiredpyError
 from firedpy_nrt.prepare.download.archive import ExtractLimits, archive_kind, extract
 from firedpy_nrt.prepare.download.cdse import BearerAuth, CdseCatalogue, CdseProvider, TokenSource
 from firedpy_nrt.prepare.download.credentials import (
@@ -37,7 +37,7 @@ from firedpy_nrt.prepare.download.manifest import COMPLETE, FAILED, Manifest
 from firedpy_nrt.prepare.download.product import Product, Provider, search_window, select
 from firedpy_nrt.prepare.download.stac import StacProvider
 from firedpy_nrt.prepare.download.transfer import TransferSettings, file_md5, part_path
-from firedpy_nrt.prepare.events import FireEvent, read_events
+from firedpy_nrt.prepare.events import FireEvent, events_of
 from firedpy_nrt.prepare.pipeline import StageResult
 
 log = logging.getLogger(__name__)
@@ -86,19 +86,10 @@ def build_providers(
 def run_stage(cfg: PrepareConfig) -> StageResult:
     """Download the scenes of ``cfg.events`` (``event_ids``) for ``cfg.satellite``."""
     dl = cfg.download
-    if not cfg.events:
-        raise ConfigError(
-            "config key 'events': the download stage needs a FIREDpy events file (events=PATH)"
-        )
+    events = events_of(cfg, "download")
     satellites = ["sentinel", "landsat"] if cfg.satellite == "both" else [str(cfg.satellite)]
     with scrubbed_logs():
         try:
-            events = read_events(
-                cfg.events,
-                ids=list(cfg.event_ids),
-                crs=cfg.events_crs,
-                point_buffer_m=cfg.events_point_buffer_m,
-            )
             providers = build_providers(dl, satellites, rgb=cfg.dnbr.rgb.enabled)
             return download_events(
                 events,

@@ -34,7 +34,6 @@ from rasterio.errors import RasterioError
 
 from firedpy_nrt.config.prepare import PrepareConfig
 from firedpy_nrt.errors import (
-    ConfigError,
     CredentialsError,
     DataError,
     FiredpyError,
@@ -43,7 +42,7 @@ from firedpy_nrt.errors import (
 from firedpy_nrt.geotiff import write_geotiff
 from firedpy_nrt.prepare.download.credentials import scrub, scrubbed_logs
 from firedpy_nrt.prepare.download.transfer import TransferSettings, plain_session
-from firedpy_nrt.prepare.events import FireEvent, read_events
+from firedpy_nrt.prepare.events import FireEvent, events_of
 from firedpy_nrt.prepare.pipeline import StageResult
 from firedpy_nrt.prepare.sar.cmr import search_rtc
 from firedpy_nrt.prepare.sar.coherence import coherence_change
@@ -311,18 +310,9 @@ def make_sar_layers(events: list[FireEvent], cfg: PrepareConfig) -> StageResult:
 
 def run_stage(cfg: PrepareConfig) -> StageResult:
     """Make the SAR layers of ``cfg.events`` (``event_ids``)."""
-    if not cfg.events:
-        raise ConfigError(
-            "config key 'events': the sar stage needs a FIREDpy events file (events=PATH)"
-        )
+    events = events_of(cfg, "sar")
     with scrubbed_logs():
         try:
-            events = read_events(
-                cfg.events,
-                ids=list(cfg.event_ids),
-                crs=cfg.events_crs,
-                point_buffer_m=cfg.events_point_buffer_m,
-            )
             return make_sar_layers(events, cfg)
         except FiredpyError as exc:
             raise type(exc)(scrub(str(exc))) from None

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 from rasterio.features import rasterize
-from rasterio.warp import Resampling, reproject, transform_geom
+from rasterio.warp import transform_geom
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
+from firedpy_nrt.prepare.sar.lattice import warp_onto
 from firedpy_nrt.raster_grid import RasterGrid
 
 NODATA = 255
@@ -43,18 +44,7 @@ def threshold_label(
     k: float,
     coh_formula: str,
 ) -> np.ndarray:
-    coh_on_lum = np.full(lum.shape, np.nan, dtype=np.float32)
-    reproject(
-        coh.astype(np.float32),
-        coh_on_lum,
-        src_transform=coh_grid.transform,
-        src_crs=coh_grid.crs,
-        src_nodata=np.nan,
-        dst_transform=lum_grid.transform,
-        dst_crs=lum_grid.crs,
-        dst_nodata=np.nan,
-        resampling=Resampling.bilinear,
-    )
+    coh_on_lum = warp_onto(coh, coh_grid, lum_grid)
     valid = np.isfinite(lum) & np.isfinite(coh_on_lum)
     label = np.full(lum.shape, NODATA, dtype=np.uint8)
     if valid.sum() < 2:

@@ -92,15 +92,23 @@ def read_onto(src: DatasetReader, grid: RasterGrid) -> np.ndarray:
         window = window.intersection(Window(0, 0, src.width, src.height))
         values = src.read(1, window=window).astype(np.float32)
         values[~valid(values, src.nodata)] = np.nan
-        reproject(
-            values,
-            out,
-            src_transform=src.window_transform(window),
-            src_crs=src.crs,
-            src_nodata=np.nan,
-            dst_transform=grid.transform,
-            dst_crs=grid.crs,
-            dst_nodata=np.nan,
-            resampling=Resampling.bilinear,
-        )
+        source = RasterGrid(src.crs, src.window_transform(window), values.shape[1], values.shape[0])
+        out = warp_onto(values, source, grid)
+    return out
+
+
+def warp_onto(values: np.ndarray, source: RasterGrid, grid: RasterGrid) -> np.ndarray:
+    """``values`` (NaN = nodata) on ``source`` brought bilinearly onto ``grid`` (NaN outside)."""
+    out = np.full((grid.height, grid.width), np.nan, dtype=np.float32)
+    reproject(
+        values.astype(np.float32),
+        out,
+        src_transform=source.transform,
+        src_crs=source.crs,
+        src_nodata=np.nan,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        dst_nodata=np.nan,
+        resampling=Resampling.bilinear,
+    )
     return out
