@@ -458,3 +458,20 @@ def test_output_that_is_a_directory_or_not_text_is_one_line(layer_dirs, match_cf
     with pytest.raises(DataError, match=r"x\.csv exists and is not a UTF-8 text file"):
         run_stage(match_cfg(root, output_csv=str(binary_file)))
     assert binary_file.read_bytes() == b"\xff\xfe\x00\x81 not text"  # left as it was
+
+
+def test_missing_binary_product_folder_gives_rows_without_labels(layer_dirs, match_cfg, caplog):
+    """Labels are optional (``prepare.py stages=[sar]`` writes none with ``sar.label=none``): a
+    missing binary folder is a warning, and the rows are kept for prediction."""
+    root = layer_dirs(
+        lum_change=[lum(1, "20200508", "20200520")],
+        coh_change=[coh(1, "20200426", "20200508", "20200520")],
+        dnbr=[dnbr(1, "20200501", "20200521")],
+    )
+    cfg = match_cfg(root, binary_dir=str(root / "no-labels"))
+    with caplog.at_level(logging.WARNING, logger="firedpy_nrt"):
+        res = run_stage(cfg)
+    assert res.written == 1
+    rows = read_match_csv(root / "out" / "match.csv").to_dict("records")
+    assert len(rows) == 1 and not rows[0]["binary_product"]
+    assert "match.binary_dir: no such directory" in caplog.text

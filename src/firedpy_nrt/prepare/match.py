@@ -573,6 +573,13 @@ def run_stage(cfg: PrepareConfig) -> StageResult:
     for kind in KINDS:
         key = _DIR_KEYS[kind]
         folder = Path(getattr(mcfg, key)).expanduser().absolute()
+        if not folder.is_dir() and kind == "binary_product":
+            # Labels are optional (the sar stage writes none with sar.label=none): every row then
+            # has an empty binary_product, usable for prediction, not for training.
+            log.warning(
+                "match.%s: no such directory: %s; the rows get no binary product", key, folder
+            )
+            continue
         if not folder.is_dir():
             raise DataError(f"match.{key}: no such directory: {folder}")
         dirs[kind] = folder
@@ -589,7 +596,7 @@ def run_stage(cfg: PrepareConfig) -> StageResult:
     tables: dict[str, LayerTable] = {}
     for folder in dict.fromkeys(dirs.values()):
         files = _list_files(folder, mcfg.recursive)
-        kinds = [k for k in KINDS if dirs[k] == folder]
+        kinds = [k for k in KINDS if dirs.get(k) == folder]
         parsed = {k: parse_names(files, k, pats) for k in kinds}
         used = set()
         for k in kinds:
@@ -599,6 +606,9 @@ def run_stage(cfg: PrepareConfig) -> StageResult:
         for k in kinds:
             tables[k].unknown = []  # reported per folder above
     for kind in KINDS:
+        if kind not in tables:  # an absent optional folder
+            tables[kind] = parse_names([], kind, pats)
+    for kind in dirs:
         log.info("match: %d %s file(s) in %s", len(tables[kind].frame), kind, dirs[kind])
     if tables["lum_change"].frame.empty:
         raise DataError(

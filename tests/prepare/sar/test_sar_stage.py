@@ -327,3 +327,50 @@ def test_datapool_variants_give_the_same_luminance(server, login, tmp_path, data
     np.testing.assert_allclose(lum[~np.isnan(lum)], expected[~np.isnan(expected)], atol=1e-4)
     for r in server.paths("/s3/"):
         assert "Authorization" not in r.headers
+
+
+def test_prepare_py_stages_sar_leaves_no_secret_anywhere(server, tmp_path):
+    """The entry point end to end: exit 0, the layers written, and neither the password nor the
+    token in stdout, stderr, the log file, Hydra's saved configs or any output."""
+    import os
+    import subprocess
+    import sys
+
+    events = write_events(tmp_path / "events.geojson")
+    env = {
+        **os.environ,
+        "EARTHDATA_USERNAME": server.username,
+        "EARTHDATA_PASSWORD": server.password,
+        "NETRC": str(tmp_path / "no-netrc"),
+    }
+    env.pop("EARTHDATA_TOKEN", None)
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(root / "prepare.py"),
+            "stages=[sar]",
+            f"events={events}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"sar.search_url={server.root}/cmr",
+            f"sar.edl_url={server.root}/edl",
+            f"sar.hyp3_url={server.root}/hyp3",
+            "sar.hyp3_poll_s=0.02",
+            "sar.buffer_m=60",
+            "download.progress=false",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert outputs(tmp_path)["lum"].is_file() and outputs(tmp_path)["coh"].is_file()
+    text = proc.stdout + proc.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            text += path.read_bytes().decode("latin-1")
+    assert server.password not in text and server.token not in text
+    assert (tmp_path / "logs").is_dir()
