@@ -170,11 +170,20 @@ class PredictionStreamWriter(BasePredictionWriter):
                     "(overwrite=true replaces it)"
                 ) from None
             m = overall.confusion.metrics()
+            cond = {
+                k: overall.conditions[k].metrics()["burned_iou"]
+                for k in ("clear", "cloud", "dnbr")
+                if k in overall.conditions
+            }
             log.info(
-                "evaluation over %d labelled scene(s): burned IoU %.4f, mean IoU %.4f, F1 %.4f, "
+                "evaluation over %d labelled scene(s): burned IoU %.4f (where dNBR is valid "
+                "%.4f, under cloud %.4f; dNBR >= threshold %.4f), mean IoU %.4f, F1 %.4f, "
                 "accuracy %.4f -> %s",
                 len(self.scores),
                 m["burned_iou"],
+                cond.get("clear", float("nan")),
+                cond.get("cloud", float("nan")),
+                cond.get("dnbr", float("nan")),
                 m["mean_iou"],
                 m["f1"],
                 m["accuracy"],
