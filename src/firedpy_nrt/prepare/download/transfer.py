@@ -86,7 +86,7 @@ class TransferSettings:
         )
 
 
-class _TryAgain(Exception):
+class TryAgain(Exception):
     """One try failed in a way another try may fix."""
 
     def __init__(self, reason: str, response: requests.Response | None = None, counts=True):
@@ -167,7 +167,7 @@ def download(
             _verify(part, size, md5)
             os.replace(part, dest)
             return
-        except _TryAgain as exc:
+        except TryAgain as exc:
             response = exc.response
             if response is not None and response.status_code == 401:
                 refreshed += 1
@@ -191,42 +191,46 @@ def download(
 def _verify(part: Path, size: int | None, md5: str | None) -> None:
     got_size = part.stat().st_size
     if size is not None and got_size != size:
-        raise _TryAgain(f"incomplete file ({got_size} of {size} bytes)")
+        raise TryAgain(f"incomplete file ({got_size} of {size} bytes)")
     if md5:
         got = file_md5(part)
         if got.lower() != md5.lower():
             part.unlink()
-            raise _TryAgain(f"checksum mismatch (MD5 {got}, expected {md5.lower()})")
+            raise TryAgain(f"checksum mismatch (MD5 {got}, expected {md5.lower()})")
 
 
-def _open(
+def get_following_redirects(
     session: requests.Session,
     url: str,
-    offset: int,
     auth: Authenticator,
     settings: TransferSettings,
+    *,
+    offset: int = 0,
+    end: int | None = None,
 ) -> tuple[requests.Response, dict[str, str], str]:
-    """GET ``url`` following redirects by hand; credentials only go where ``auth`` says."""
+    """GET ``url`` (streamed) following redirects by hand, so credentials only go where
+    ``auth`` says; bytes from ``offset`` (to ``end`` inclusive, if given). Returns the response,
+    the credential headers sent with it and the URL that answered."""
     timeout = (settings.connect_timeout_s, settings.read_timeout_s)
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         sent = auth.headers(current)
         headers = dict(sent)
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
+        if offset or end is not None:
+            headers["Range"] = f"bytes={offset}-{'' if end is None else end}"
         headers["Accept-Encoding"] = "identity"
         try:
             response = session.get(
                 current, headers=headers, stream=True, allow_redirects=False, timeout=timeout
             )
         except CONNECTION_ERRORS as exc:
-            raise _TryAgain(f"cannot reach {_host(current)} ({describe_error(exc)})") from None
+            raise TryAgain(f"cannot reach {origin(current)} ({describe_error(exc)})") from None
         if response.is_redirect and "Location" in response.headers:
             current = urljoin(current, response.headers["Location"])
             response.close()
             continue
         return response, sent, current
-    raise _TryAgain(f"more than {MAX_REDIRECTS} redirects from {_host(url)}")
+    raise TryAgain(f"more than {MAX_REDIRECTS} redirects from {origin(url)}")
 
 
 def _bar_slot() -> int:
@@ -244,15 +248,16 @@ def _stream(response: requests.Response, size: int) -> Iterator[bytes]:
         yield block
 
 
-def _bare(url: str) -> str:
+def bare_url(url: str) -> str:
     """``url`` without user info or query (a redirect target may carry a signed token)."""
     parsed = urlparse(url)
-    return f"{_host(url)}{parsed.path}"
+    return f"{origin(url)}{parsed.path}"
 
 
-def _host(url: str) -> str:
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url`` (lower case): what a credential is trusted with."""
     parsed = urlparse(url)
-    return f"{parsed.scheme}://{parsed.hostname}{f':{parsed.port}' if parsed.port else ''}"
+    return f"{parsed.scheme}://{parsed.hostname or ''}{f':{parsed.port}' if parsed.port else ''}"
 
 
 def _fetch_once(
@@ -266,20 +271,20 @@ def _fetch_once(
     label: str,
 ) -> int | None:
     """One GET from ``offset``; return the file's full size as the server states it."""
-    response, sent, where = _open(session, url, offset, auth, settings)
+    response, sent, where = get_following_redirects(session, url, auth, settings, offset=offset)
     with response:
         status = response.status_code
         if status in (401, 403) and sent:
             auth.unauthorized(sent)
-            raise _TryAgain(f"HTTP {status} from {_host(where)}", response)
+            raise TryAgain(f"HTTP {status} from {origin(where)}", response)
         if status in TRANSIENT_STATUS:
-            raise _TryAgain(f"HTTP {status} from {_host(where)}", response)
+            raise TryAgain(f"HTTP {status} from {origin(where)}", response)
         if status == 416:
             # Range past the end: our part file is longer than the server's file. Start over.
             part.unlink(missing_ok=True)
-            raise _TryAgain("the server refused to resume (HTTP 416)", counts=False)
+            raise TryAgain("the server refused to resume (HTTP 416)", counts=False)
         if status not in (200, 206):
-            raise DownloadError(f"{label}: HTTP {status} from {_bare(where)}")
+            raise DownloadError(f"{label}: HTTP {status} from {bare_url(where)}")
         mode = "ab"
         served: int | None = None
         length = response.headers.get("Content-Length", "")
@@ -287,7 +292,7 @@ def _fetch_once(
             match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != offset:
                 part.unlink(missing_ok=True)
-                raise _TryAgain("the server resumed at the wrong byte", counts=False)
+                raise TryAgain("the server resumed at the wrong byte", counts=False)
             served = int(match.group(3)) if match.group(3).isdigit() else None
         else:
             if offset:
@@ -319,7 +324,7 @@ def _fetch_once(
                     _check_rate(received, time.monotonic() - started, settings, where)
             except CONNECTION_ERRORS as exc:
                 handle.flush()
-                raise _TryAgain(
+                raise TryAgain(
                     f"connection dropped at byte {offset + received} ({describe_error(exc)})",
                     counts=received == 0,
                 ) from None
@@ -331,8 +336,8 @@ def _check_rate(received: int, elapsed: float, settings: TransferSettings, where
     if settings.min_rate_bps <= 0 or elapsed <= settings.min_rate_grace_s:
         return
     if received < settings.min_rate_bps * elapsed:
-        raise _TryAgain(
-            f"transfer from {_host(where)} too slow: {received} bytes in {elapsed:.0f} s "
+        raise TryAgain(
+            f"transfer from {origin(where)} too slow: {received} bytes in {elapsed:.0f} s "
             f"(below download.min_rate_kbps={settings.min_rate_bps / 1000:g})"
         )
 

@@ -20,7 +20,7 @@ from shapely.geometry.base import BaseGeometry
 from firedpy_nrt.config.sar import SarConfig
 from firedpy_nrt.errors import DownloadError
 from firedpy_nrt.prepare.download.retry import RetryPolicy, send
-from firedpy_nrt.prepare.sar.earthdata import origin
+from firedpy_nrt.prepare.download.transfer import origin
 
 log = logging.getLogger(__name__)
 

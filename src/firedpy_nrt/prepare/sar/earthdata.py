@@ -20,17 +20,11 @@ import requests
 from firedpy_nrt.errors import CredentialsError, DownloadError
 from firedpy_nrt.prepare.download.credentials import SECRETS, load_credentials
 from firedpy_nrt.prepare.download.retry import RetryPolicy, send
+from firedpy_nrt.prepare.download.transfer import origin
 
 log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/api/users/find_or_create_token"
-
-
-def origin(url: str) -> str:
-    """``scheme://host[:port]`` of ``url``, lower case: the unit of trust for a credential."""
-    parsed = urlparse(url)
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme.lower()}://{(parsed.hostname or '').lower()}{port}"
 
 
 #: Query keys that make a URL pre-signed (S3 SigV4 and SigV2, CloudFront): such a URL carries

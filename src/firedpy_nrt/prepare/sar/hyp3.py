@@ -31,9 +31,9 @@ from firedpy_nrt.prepare.download.transfer import (
     TransferSettings,
     as_sent,
     download,
+    origin,
     plain_session,
 )
-from firedpy_nrt.prepare.sar.earthdata import origin
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import io
 import re
 from collections.abc import Iterator
 from typing import NoReturn
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urlparse
 
 import rasterio
 import requests
@@ -22,20 +22,19 @@ from rasterio.abc import FileContainer
 from rasterio.errors import RasterioError
 
 from firedpy_nrt.errors import CredentialsError, DataError, DownloadError, FiredpyError, first_line
-from firedpy_nrt.prepare.download.retry import CONNECTION_ERRORS, TRANSIENT_STATUS, describe_error
-from firedpy_nrt.prepare.download.transfer import Authenticator, TransferSettings
+from firedpy_nrt.prepare.download.retry import TRANSIENT_STATUS
+from firedpy_nrt.prepare.download.transfer import (
+    Authenticator,
+    TransferSettings,
+    TryAgain,
+    bare_url,
+    get_following_redirects,
+)
 
-MAX_REDIRECTS = 10
 BLOCK = 1 << 18  # 256 KiB: a COG header in one read, a tile or two per block
 #: A server that ignores Range sends the whole file: kept in memory up to this size.
 WHOLE_FILE_MAX = 1 << 29
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
-
-
-def _where(url: str) -> str:
-    """Host and path of ``url``, never its query (a pre-signed URL carries a signature)."""
-    parsed = urlparse(url)
-    return f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}{parsed.path}"
 
 
 class RangeReader:
@@ -57,7 +56,6 @@ class RangeReader:
         self._resolved: str | None = None
         self._size: int | None = None
         self._blocks: dict[int, bytes] = {}
-        self.requests = 0
         #: The error that stopped a read. GDAL only sees a short read and reports a format
         #: error; :func:`open_remote` raises this instead, which names the server and status.
         self.error: FiredpyError | None = None
@@ -71,65 +69,58 @@ class RangeReader:
             attempt += 1
             try:
                 return self._get_once(start, end)
-            except _Retry as exc:
+            except TryAgain as exc:
                 if attempt > policy.retries:
                     raise DownloadError(f"{self.label}: {exc} ({attempt} tries)") from None
                 policy.sleep(policy.wait(attempt, exc.response))
 
     def _get_once(self, start: int, end: int) -> tuple[bytes, int]:
-        timeout = (self.settings.connect_timeout_s, self.settings.read_timeout_s)
-        current = self._resolved or self.url
-        for _ in range(MAX_REDIRECTS + 1):
-            sent = self.auth.headers(current)
-            headers = {**sent, "Range": f"bytes={start}-{end}", "Accept-Encoding": "identity"}
-            self.requests += 1
-            try:
-                response = self.session.get(
-                    current, headers=headers, allow_redirects=False, timeout=timeout
-                )
-            except CONNECTION_ERRORS as exc:
-                raise _Retry(f"cannot reach {_where(current)} ({describe_error(exc)})") from None
-            if response.is_redirect and "Location" in response.headers:
-                current = urljoin(current, response.headers["Location"])
-                continue
+        response, sent, current = get_following_redirects(
+            self.session,
+            self._resolved or self.url,
+            self.auth,
+            self.settings,
+            offset=start,
+            end=end,
+        )
+        with response:
             status = response.status_code
             if status in (401, 403) and sent:
                 self.auth.unauthorized(sent)
-                raise CredentialsError(f"{self.label}: HTTP {status} from {_where(current)}")
+                raise CredentialsError(f"{self.label}: HTTP {status} from {bare_url(current)}")
             if status in (401, 403) and self._resolved:
                 self._resolved = None  # the pre-signed URL expired: resolve again
-                raise _Retry(f"HTTP {status} from {_where(current)}", response)
+                raise TryAgain(f"HTTP {status} from {bare_url(current)}", response)
             if status in TRANSIENT_STATUS:
-                raise _Retry(f"HTTP {status} from {_where(current)}", response)
+                raise TryAgain(f"HTTP {status} from {bare_url(current)}", response)
             if status == 200:
                 return self._whole(response, current)
             if status != 206:
-                raise DownloadError(f"{self.label}: HTTP {status} from {_where(current)}")
+                raise DownloadError(f"{self.label}: HTTP {status} from {bare_url(current)}")
             match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-            body = response.content
             if not match or int(match.group(1)) != start:
                 raise DownloadError(
-                    f"{self.label}: {_where(current)} answered another byte range than asked"
+                    f"{self.label}: {bare_url(current)} answered another byte range than asked"
                 )
-            total = int(match.group(3))
-            want = min(end, total - 1) - start + 1
-            if len(body) != want:
-                raise _Retry(f"short read from {_where(current)} ({len(body)} of {want} bytes)")
-            self._resolved = current
-            return body, total
-        raise DownloadError(f"{self.label}: more than {MAX_REDIRECTS} redirects")
+            body = response.content
+        total = int(match.group(3))
+        want = min(end, total - 1) - start + 1
+        if len(body) != want:
+            raise TryAgain(f"short read from {bare_url(current)} ({len(body)} of {want} bytes)")
+        self._resolved = current
+        return body, total
 
     def _whole(self, response: requests.Response, where: str) -> tuple[bytes, int]:
         """A 200 answer (Range ignored): keep the whole file as blocks, if it is not huge."""
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > WHOLE_FILE_MAX:
             raise DownloadError(
-                f"{self.label}: {_where(where)} ignores range requests and the file is "
+                f"{self.label}: {bare_url(where)} ignores range requests and the file is "
                 f"{int(length) / 2**20:.0f} MiB"
             )
         body = response.content
         if length.isdigit() and len(body) != int(length):
-            raise _Retry(f"short read from {_where(where)} ({len(body)} of {length} bytes)")
+            raise TryAgain(f"short read from {bare_url(where)} ({len(body)} of {length} bytes)")
         self._blocks = {b: body[b * BLOCK : (b + 1) * BLOCK] for b in range(len(body) // BLOCK + 1)}
         self._size = len(body)
         self._resolved = where
@@ -170,12 +161,6 @@ class RangeReader:
         data = b"".join(self._blocks[b] for b in range(first, last + 1))
         skip = offset - first * BLOCK
         return data[skip : skip + (end - offset)]
-
-
-class _Retry(Exception):
-    def __init__(self, reason: str, response: requests.Response | None = None) -> None:
-        super().__init__(reason)
-        self.response = response
 
 
 class RangeFile(io.RawIOBase):
