@@ -25,7 +25,7 @@ from firedpy_nrt.config.sar import SarConfig
 from firedpy_nrt.errors import CredentialsError, DownloadError, first_line
 from firedpy_nrt.prepare.download.credentials import scrub
 from firedpy_nrt.prepare.download.product import safe_name
-from firedpy_nrt.prepare.download.retry import CONNECTION_ERRORS, TRANSIENT_STATUS, RetryPolicy
+from firedpy_nrt.prepare.download.retry import RetryPolicy, send
 from firedpy_nrt.prepare.download.transfer import (
     NoAuth,
     TransferSettings,
@@ -55,7 +55,7 @@ class _Hyp3Session(requests.Session):
         self.timeout = timeout
         self.budget: int | None = None
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if self.budget is not None:
             if self.budget <= 0:
                 raise DownloadError(f"HyP3 at {self._origin}: too many pages of jobs")
@@ -66,30 +66,16 @@ class _Hyp3Session(requests.Session):
             headers["Authorization"] = f"Bearer {self._token}"
         kwargs.setdefault("timeout", self.timeout)
         kwargs.setdefault("allow_redirects", False)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = super().request(method, url, *args, headers=headers, **kwargs)
-            except CONNECTION_ERRORS as exc:
-                if attempt > self.policy.retries:
-                    raise DownloadError(
-                        f"HyP3 at {self._origin}: cannot reach it ({first_line(exc)}, "
-                        f"{attempt} tries)"
-                    ) from None
-                self.policy.sleep(self.policy.backoff(attempt))
-                continue
-            if response.status_code in TRANSIENT_STATUS and attempt <= self.policy.retries:
-                delay = self.policy.wait(attempt, response)
-                response.close()
-                self.policy.sleep(delay)
-                continue
-            if response.status_code in (401, 403):
-                raise CredentialsError(
-                    f"HyP3 at {self._origin} refused the Earthdata token (HTTP "
-                    f"{response.status_code}); is the account approved for HyP3?"
-                )
-            return response
+        # retry.send retries connection failures and transient statuses as every client of ours
+        response = send(
+            super(), method, url, self.policy, f"HyP3 at {self._origin}", headers=headers, **kwargs
+        )
+        if response.status_code in (401, 403):
+            raise CredentialsError(
+                f"HyP3 at {self._origin} refused the Earthdata token (HTTP "
+                f"{response.status_code}); is the account approved for HyP3?"
+            )
+        return response
 
 
 @dataclass(frozen=True)
