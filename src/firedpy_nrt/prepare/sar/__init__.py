@@ -33,6 +33,12 @@ from hyp3_sdk.jobs import Job
 from rasterio.errors import RasterioError
 
 from firedpy_nrt.config.prepare import PrepareConfig
+from firedpy_nrt.data.layers import (
+    binary_product_name,
+    coh_change_name,
+    lum_change_name,
+    resolution_label,
+)
 from firedpy_nrt.errors import (
     CredentialsError,
     DataError,
@@ -58,10 +64,6 @@ from firedpy_nrt.raster_grid import RasterGrid
 log = logging.getLogger(__name__)
 
 __all__ = ["run_stage", "make_sar_layers"]
-
-
-def _ymd(day: dt.date) -> str:
-    return day.strftime("%Y%m%d")
 
 
 @dataclass
@@ -107,14 +109,13 @@ class _SarStage:
         log.info("wrote %s", path)
 
     def _paths(self, event: FireEvent, p: SarPlan) -> tuple[Path, Path, Path | None]:
-        res = p.bursts[p.d1][0].res_m
-        lum = self.lum_dir / f"{event.id}_{_ymd(p.d1)}_{_ymd(p.d2)}_DeltaLumin_{res}m.tif"
-        coh = self.coh_dir / f"{event.id}_{_ymd(p.d0)}_{_ymd(p.d1)}_{_ymd(p.d2)}_cohChange.tif"
+        """The data contract's names (``data/layers.py``), so ``match`` reads them unchanged."""
+        res = resolution_label(p.bursts[p.d1][0].res_m)
+        lum = self.lum_dir / lum_change_name(event.id, p.d1, p.d2, res)
+        coh = self.coh_dir / coh_change_name(event.id, p.d0, p.d1, p.d2)
         label = None
         if self.sar.label != "none":
-            label = (
-                self.label_dir / f"{event.id}_FIREDpy_sar_combined_{_ymd(p.d1)}_{_ymd(p.d2)}.tif"
-            )
+            label = self.label_dir / binary_product_name(event.id, p.d1, p.d2)
         return lum, coh, label
 
     # -- 1: search, plan, luminance -----------------------------------------------------------
@@ -212,9 +213,8 @@ class _SarStage:
         self._write(path, label, lum_grid, NODATA)
 
     # -- 2: HyP3 --------------------------------------------------------------------------------
-    def run_jobs(self, works: list[_EventWork]) -> list[_EventWork]:
+    def run_jobs(self, hyp3: Hyp3Jobs, works: list[_EventWork]) -> list[_EventWork]:
         """Find or submit every pair's job, wait; return the works whose jobs all succeeded."""
-        hyp3 = Hyp3Jobs(self.sar, self.token(), self.settings.policy, self.settings)
         found: dict[str, Job] = {}
         missing: list[PairRequest] = []
         for work in works:
@@ -258,13 +258,12 @@ class _SarStage:
                 ready.append(work)
         if waiting:
             log.warning("HyP3: %d job(s) not finished in time", len(waiting))
-        self.hyp3 = hyp3
         return ready
 
     # -- 3: coherence --------------------------------------------------------------------------
-    def finish_event(self, work: _EventWork) -> None:
+    def finish_event(self, hyp3: Hyp3Jobs, work: _EventWork) -> None:
         self.product_dir.mkdir(parents=True, exist_ok=True)
-        zips = [self.hyp3.fetch(job, self.product_dir) for job in work.jobs]
+        zips = [hyp3.fetch(job, self.product_dir) for job in work.jobs]
         change, grid = coherence_change(
             zips[0], zips[1], work.event.geometry, self.sar.buffer_m, self.sar.coh_formula
         )
@@ -288,9 +287,10 @@ class _SarStage:
             if work is not None:
                 works.append(work)
         if works:
-            for work in self.run_jobs(works):
+            hyp3 = Hyp3Jobs(self.sar, self.token(), self.settings.policy, self.settings)
+            for work in self.run_jobs(hyp3, works):
                 try:
-                    self.finish_event(work)
+                    self.finish_event(hyp3, work)
                 except FiredpyError as exc:
                     self.result.failed.append(scrub(f"event {work.event.id}: {exc}"))
         return self.result
