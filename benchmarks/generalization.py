@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_separability import features  # noqa: E402
 
 from firedpy_nrt.data.match_csv import read_match_csv  # noqa: E402
-from firedpy_nrt.data.raster import AlignedRow  # noqa: E402
+from firedpy_nrt.data.raster import DEFAULT_LABEL_THRESHOLD, AlignedRow  # noqa: E402
 
 #: The shifted population: what differs from ``source=synthetic``'s defaults.
 SHIFTED = [
@@ -206,23 +206,12 @@ def _main(args: argparse.Namespace, work: Path) -> None:
     )
     with (maps / "evaluation.csv").open(newline="") as fh:
         overall = next(r for r in csv.DictReader(fh) if r["scene"] == "overall")
-    model = {
-        k: float(overall[c])
-        for k, c in (
-            ("all", "burned_iou"),
-            ("clear", "burned_iou_clear"),
-            ("cloud", "burned_iou_cloud"),
-        )
-    }
-    dnbr = {
-        k: float(overall[c])
-        for k, c in (
-            ("all", "dnbr_burned_iou"),
-            ("clear", "dnbr_burned_iou_clear"),
-            ("cloud", "dnbr_burned_iou_cloud"),
-        )
-    }
-    fusion = fusion_scores(a / "synthetic" / "match.csv", b / "synthetic" / "match.csv", 0.5)
+    suffixes = {"all": "", "clear": "_clear", "cloud": "_cloud"}
+    model = {k: float(overall[f"burned_iou{x}"]) for k, x in suffixes.items()}
+    dnbr = {k: float(overall[f"dnbr_burned_iou{x}"]) for k, x in suffixes.items()}
+    fusion = fusion_scores(
+        a / "synthetic" / "match.csv", b / "synthetic" / "match.csv", DEFAULT_LABEL_THRESHOLD
+    )
     n_b = len(_rows(b / "synthetic" / "match.csv"))
     print(
         f"trained on population A (defaults) in {train_s / 60:.1f} min wall "

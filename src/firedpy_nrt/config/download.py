@@ -19,7 +19,7 @@ PC_STAC_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
 PC_SAS_URL = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
 
 
-def _is_http_url(url: str) -> bool:
+def is_http_url(url: str) -> bool:
     parsed = urlparse(url)
     return parsed.scheme in ("http", "https") and bool(parsed.netloc) and "@" not in parsed.netloc
 
@@ -40,7 +40,7 @@ class CdseConfig:
     def check(self) -> None:
         for key in ("token_url", "catalogue_url", "download_url"):
             require(
-                _is_http_url(getattr(self, key)),
+                is_http_url(getattr(self, key)),
                 key,
                 "must be an http(s) URL without credentials in it",
             )
@@ -57,7 +57,7 @@ class DhusConfig:
 
     def check(self) -> None:
         require(
-            self.api_url is None or _is_http_url(self.api_url),
+            self.api_url is None or is_http_url(self.api_url),
             "api_url",
             "must be an http(s) URL without credentials",
         )
@@ -119,8 +119,8 @@ class StacConfig:
     )
 
     def check(self) -> None:
-        require(_is_http_url(self.url), "url", "must be an http(s) URL without credentials")
-        require(_is_http_url(self.sas_url), "sas_url", "must be an http(s) URL")
+        require(is_http_url(self.url), "url", "must be an http(s) URL without credentials")
+        require(is_http_url(self.sas_url), "sas_url", "must be an http(s) URL")
         require(
             self.sign in STAC_SIGNING,
             "sign",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from firedpy_nrt.config import require
-from firedpy_nrt.config.download import _is_http_url
+from firedpy_nrt.config.download import is_http_url
 
 CMR_SEARCH_URL = "https://cmr.earthdata.nasa.gov/search"
 RTC_COLLECTION = "OPERA_L2_RTC-S1_V1"
@@ -55,7 +55,7 @@ class SarConfig:
     def check(self) -> None:
         for key in ("search_url", "edl_url", "hyp3_url"):
             require(
-                _is_http_url(getattr(self, key)),
+                is_http_url(getattr(self, key)),
                 key,
                 "must be an http(s) URL without credentials in it",
             )
