@@ -47,17 +47,17 @@ class SarPlan:
         return f"relative orbit {self.track[0]} {self.track[1].lower()}"
 
 
+def _production(granule: RtcGranule) -> tuple[dt.datetime, tuple[int, ...]]:
+    return granule.produced, tuple(int(p) for p in granule.version.split(".") if p)
+
+
 def newest_productions(granules: list[RtcGranule]) -> list[RtcGranule]:
     """One granule per (burst, acquisition): the newest production, then the highest version."""
     best: dict[tuple[str, dt.datetime], RtcGranule] = {}
     for granule in granules:
         key = (granule.burst_id, granule.acquired)
         held = best.get(key)
-        rank = (granule.produced, tuple(int(p) for p in granule.version.split(".") if p))
-        if held is None or rank > (
-            held.produced,
-            tuple(int(p) for p in held.version.split(".") if p),
-        ):
+        if held is None or _production(granule) > _production(held):
             best[key] = granule
     return sorted(best.values(), key=lambda g: (g.acquired, g.burst_id))
 
