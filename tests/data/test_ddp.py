@@ -53,6 +53,8 @@ SCRIPT = textwrap.dedent(
         json.dump({"builds": len(builds), "seen": len(model.seen),
                    "train": len(dm.datasets["train"]),
                    "sampler": type(trainer.train_dataloader.sampler).__name__}, fh)
+    # as train() does: a gloo group left to interpreter shutdown can abort the process
+    torch.distributed.destroy_process_group()
     """
 )
 

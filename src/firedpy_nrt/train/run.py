@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -105,6 +106,15 @@ def _checkpoint_callback(trainer: Trainer, monitor: str | None) -> ModelCheckpoi
     return None
 
 
+def _end_cpu_process_group() -> None:
+    """Destroy a gloo (CPU DDP) process group once the run is done. Lightning destroys NCCL
+    groups at exit but not gloo ones, and a gloo group left to the interpreter's shutdown can
+    abort the process ("terminate called without an active exception") after a good run."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "gloo":
+        dist.destroy_process_group()
+
+
 def train(conf: TrainConfig) -> float | None:
     """Fit and test as configured; return ``conf.optimized_metric`` (None when not logged)."""
     run_dir = Path(conf.paths.output_dir)
@@ -150,6 +160,7 @@ def train(conf: TrainConfig) -> float | None:
         trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=False)
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
+    _end_cpu_process_group()
     metric_name = conf.optimized_metric
     if best is not None and best.monitor == metric_name and best_score is not None:
         return float(best_score)
