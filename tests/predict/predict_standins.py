@@ -55,3 +55,13 @@ class ConvModule(_Base):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.conv(self.normalize(image))
+
+
+class ContextModule(_Base):
+    """Logit = the luminance change minus its mean magnitude over the whole input tile (nodata as
+    0), as a network with global pooling sees it: its map depends on what the tile holds around
+    the scene."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        lum = self.normalize(image)[:, :1]
+        return lum - lum.abs().mean(dim=(-2, -1), keepdim=True)

@@ -13,7 +13,7 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
-from predict_standins import ConstantModule, LumModule
+from predict_standins import ConstantModule, ContextModule, LumModule
 from predict_support import STANDIN_ARGS, run_predict_py, save_checkpoint, write_match_csv
 from rasterio.crs import CRS
 
@@ -90,6 +90,22 @@ def test_constant_model_gives_a_constant_map(tmp_path, scene_factory, predict_cf
     one_tile = torch.sigmoid(torch.tensor(ConstantModule(value=0.3).logit, dtype=torch.float32))
     assert (valid == one_tile.item()).all()  # no seams: exactly the model's value everywhere
     assert valid[0] == pytest.approx(0.3)
+
+
+def test_a_scene_smaller_than_a_tile_is_seen_as_itself(tmp_path, scene_factory, predict_cfg):
+    """A 32 px scene in a 64 px tile is padded by mirroring, not with nodata: a model that pools
+    over the whole tile (ASPP, squeeze-and-excitation) sees the scene's own context. Mirrored to
+    twice its size the tile's statistics are exactly the scene's; NaN padding would make three
+    quarters of the tile empty and shift every logit."""
+    s = scene_factory(32, 32)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [s])
+    ckpt = save_checkpoint(tmp_path / "ctx.ckpt", ContextModule())
+    predict(predict_cfg(ckpt, csv_path, "overlap=0", module="ContextModule"))
+    prob, _, _, _ = _read_h5(tmp_path / "out" / f"{s.lum_change.stem}_pred.h5")
+    lum = np.nan_to_num(s.lum, nan=0.0)
+    expected = torch.sigmoid(torch.from_numpy(lum - np.abs(lum).mean())).numpy()
+    valid = ~np.isnan(s.lum)
+    np.testing.assert_allclose(prob[valid], expected[valid], rtol=0, atol=1e-5)
 
 
 def test_evaluation_against_known_labels(tmp_path, scene_factory, predict_cfg) -> None:
