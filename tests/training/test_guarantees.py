@@ -35,6 +35,20 @@ def test_non_numbers_in_trainer_keys_are_one_line(train_cfg, override, key):
     assert str(exc.value).startswith(f"config key '{key}'") and "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["scheduler=warmup_cosine", "scheduler.warmup=1.5"], "scheduler.warmup"),
+        (["scheduler=warmup_cosine", "scheduler.final_ratio=-1"], "scheduler.final_ratio"),
+        (["scheduler=plateau", "scheduler.mode=maximum"], "scheduler"),
+    ],
+)
+def test_bad_scheduler_values_are_one_line_at_start_up(train_cfg, overrides, key):
+    with pytest.raises(ConfigError) as exc:
+        validate(train_cfg(*overrides), TrainConfig)
+    assert str(exc.value).startswith(f"config key '{key}'") and "\n" not in str(exc.value)
+
+
 def test_a_truncated_checkpoint_to_resume_is_one_line(train_cfg, tmp_path):
     broken = tmp_path / "last.ckpt"
     buffer = tmp_path / "whole.ckpt"

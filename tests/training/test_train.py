@@ -182,6 +182,7 @@ def test_tensorboard_and_mlflow_loggers_write_locally(train_cfg, tmp_path) -> No
         "loss=focal",
         "loss=bce_dice",
         "scheduler=cosine",
+        "scheduler=warmup_cosine",
         "scheduler=plateau",
         "scheduler=none",
         "trainer=default",
@@ -231,12 +232,19 @@ def test_epochs_without_validation_leave_validation_cells_empty(tmp_path) -> Non
 
 def test_a_time_budget_stops_training_and_keeps_both_checkpoints(train_cfg) -> None:
     """``trainer.max_time`` (what ``experiment=demo`` uses) ends training on time, not on the
-    epoch count, and the run still has ``last.ckpt`` and ``best.ckpt`` and its reports."""
-    cfg = train_cfg("trainer.max_epochs=10000", "+trainer.max_time=00:00:00:04")
+    epoch count, and the run still has ``last.ckpt`` and ``best.ckpt`` and its reports; the
+    budget's schedule (``scheduler=warmup_cosine``) has annealed the rate by then."""
+    cfg = train_cfg(
+        "trainer.max_epochs=10000", "+trainer.max_time=00:00:00:04", "scheduler=warmup_cosine"
+    )
     train(cfg)
     run = Path(cfg.paths.output_dir)
     rows = _rows(run / "metrics.csv")
     assert 1 <= len(rows) < 10000
     assert (run / "checkpoints" / "best.ckpt").is_file()
-    assert (run / "checkpoints" / "last.ckpt").is_file()
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    (sched,) = last["lr_schedulers"]
+    assert "_trainer" not in sched
+    base = float(cfg.optimizer.lr)
+    assert max(sched["_last_lr"]) < 0.1 * base, sched["_last_lr"]  # the floor, not mid-way
     assert (run / "test_metrics.csv").is_file()

@@ -81,6 +81,25 @@ def _check_partial(node: Any, key: str) -> None:
     return target, kwargs
 
 
+def _check_scheduler(node: Any) -> None:
+    """Build the scheduler once on a throwaway optimizer: a bad value (``scheduler.warmup=2``,
+    ``scheduler.T_max=abc``) is one line naming the key, at start-up rather than after the
+    data is loaded."""
+    built = _check_partial(node, "scheduler")
+    if built is None:
+        return
+    target, kwargs = built
+    import torch  # only here: the schema module stays light for prepare.py
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    try:
+        target(optimizer, **kwargs)
+    except Invalid as exc:
+        raise Invalid(f"scheduler.{exc.key}", exc.message) from None
+    except (TypeError, ValueError) as exc:
+        raise Invalid("scheduler", f"{node['_target_']}: {exc}") from None
+
+
 #: Trainer keys that take whole numbers, and those that take a number (a fraction or a count).
 _TRAINER_INTS = (
     "max_epochs", "min_epochs", "max_steps", "min_steps", "num_nodes", "accumulate_grad_batches",
@@ -149,7 +168,7 @@ class TrainConfig:
         require(opt is not None, "optimizer", "an optimizer is required (e.g. optimizer=adamw)")
         lr = self.optimizer.get("lr")
         require(lr is not None and float(lr) > 0, "optimizer.lr", "must be > 0")
-        _check_partial(self.scheduler, "scheduler")
+        _check_scheduler(self.scheduler)
         require(
             isinstance(self.trainer, dict) and "_target_" in self.trainer,
             "trainer",

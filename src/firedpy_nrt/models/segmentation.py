@@ -36,6 +36,7 @@ from firedpy_nrt.data.raster import CHANNELS
 from firedpy_nrt.data.transforms import Normalize
 from firedpy_nrt.models.losses import IGNORE_INDEX
 from firedpy_nrt.models.networks import build_deeplabv3
+from firedpy_nrt.models.schedule import WarmupCosine
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +172,14 @@ class SegmentationModule(LightningModule):
         sched_spec = dict(self.hparams.scheduler)
         sched_spec["_partial_"] = True
         scheduler = instantiate(sched_spec)(optimizer)
+        if isinstance(scheduler, WarmupCosine):
+            scheduler.follow(self.trainer)  # it reads the run's progress: steps and time
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
                 "scheduler": scheduler,
                 "monitor": self.hparams.scheduler_monitor,
-                "interval": "epoch",
+                "interval": getattr(scheduler, "interval", "epoch"),
                 "strict": False,
             },
         }
