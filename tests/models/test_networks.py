@@ -121,3 +121,36 @@ def test_decoder_edges_are_finer_than_the_plain_head() -> None:
 def test_unknown_decoder_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="model.net.decoder"):
         build_deeplabv3("mobilenet_v3_large", 6, decoder="unet")
+
+
+@pytest.mark.parametrize("decoder", ["deeplabv3", "deeplabv3plus"])
+def test_aspp_width_and_rates_are_what_the_keys_say(decoder: str) -> None:
+    """``model.net.aspp_channels``/``atrous_rates`` shape the ASPP of both heads; the defaults
+    are torchvision's head exactly (same parameter names and shapes)."""
+    default = build_deeplabv3("mobilenet_v3_large", 6, decoder=decoder)
+    if decoder == "deeplabv3":
+        assert {k: v.shape for k, v in default.state_dict().items()} == torchvision_state()
+    else:
+        assert default.aspp.project[0].out_channels == 256
+    small = build_deeplabv3(
+        "mobilenet_v3_large", 6, decoder=decoder, aspp_channels=96, atrous_rates=[2, 4]
+    ).eval()
+    aspp = small.aspp if decoder == "deeplabv3plus" else small.classifier[0]
+    dilations = [m.dilation for m in aspp.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert (2, 2) in dilations and (4, 4) in dilations and (12, 12) not in dilations
+    assert aspp.project[0].out_channels == 96
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in default.parameters())
+    with torch.no_grad():
+        assert small(torch.randn(2, 6, 64, 48))["out"].shape == (2, 1, 64, 48)
+
+
+def torchvision_state() -> dict:
+    """Parameter shapes of torchvision's own DeepLabV3-MobileNetV3 with a 6-channel first conv."""
+    from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
+
+    model = deeplabv3_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=1, aux_loss=False
+    )
+    conv = model.backbone["0"][0]
+    model.backbone["0"][0] = torch.nn.Conv2d(6, conv.out_channels, 3, 2, 1, bias=False)
+    return {k: v.shape for k, v in model.state_dict().items()}

@@ -27,6 +27,9 @@ from firedpy_nrt.train.run import train
         ("trainer.limit_train_batches=some", "trainer.limit_train_batches"),
         ("trainer.devices=many", "trainer.devices"),
         ("trainer.accumulate_grad_batches=1.5", "trainer.accumulate_grad_batches"),
+        ("model.net.aspp_channels=4", "model.net.aspp_channels"),
+        ("model.net.atrous_rates=[0,4]", "model.net.atrous_rates"),
+        ("model.net.atrous_rates=[]", "model.net.atrous_rates"),
     ],
 )
 def test_non_numbers_in_trainer_keys_are_one_line(train_cfg, override, key):

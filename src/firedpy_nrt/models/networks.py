@@ -25,7 +25,7 @@ from torchvision.models.segmentation import (
     deeplabv3_resnet50,
     deeplabv3_resnet101,
 )
-from torchvision.models.segmentation.deeplabv3 import DeepLabV3
+from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
 
 from firedpy_nrt.config.train import DECODERS
 from firedpy_nrt.errors import ConfigError
@@ -68,10 +68,13 @@ class DeepLabV3Plus(nn.Module):
         super().__init__()
         self.low_name, low_channels = LOW_LEVEL[backbone]
         self.backbone = base.backbone  # the same modules: first-conv and weight handling agree
-        self.aspp = base.classifier[0]  # ASPP -> 256 channels
+        self.aspp = base.classifier[0]  # ASPP -> its channels
+        width = aspp_width(self.aspp)
         self.low = _conv_bn_relu(low_channels, 48, 1)
-        self.fuse = nn.Sequential(_conv_bn_relu(256 + 48, 256, 3), _conv_bn_relu(256, 256, 3))
-        self.classifier = nn.Conv2d(256, 1, 1)
+        self.fuse = nn.Sequential(
+            _conv_bn_relu(width + 48, width, 3), _conv_bn_relu(width, width, 3)
+        )
+        self.classifier = nn.Conv2d(width, 1, 1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         size = x.shape[-2:]
@@ -86,6 +89,23 @@ class DeepLabV3Plus(nn.Module):
         y = self.fuse(torch.cat([y, self.low(low)], dim=1))
         out = F.interpolate(self.classifier(y), size=size, mode="bilinear", align_corners=False)
         return {"out": out}
+
+
+def aspp_width(aspp: ASPP) -> int:
+    """The channels an ASPP module puts out (its projection's)."""
+    return aspp.project[0].out_channels
+
+
+def deeplab_head(in_channels: int, channels: int, atrous_rates: list[int]) -> nn.Sequential:
+    """torchvision's ``DeepLabHead`` (ASPP, 3x3 conv, BN, ReLU, 1x1 to one logit) with a chosen
+    width and dilation rates; at 256 and [12, 24, 36] it is torchvision's own."""
+    return nn.Sequential(
+        ASPP(in_channels, list(atrous_rates), channels),
+        nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(),
+        nn.Conv2d(channels, 1, 1),
+    )
 
 
 def first_conv_slot(model: nn.Module) -> tuple[nn.Module, str]:
@@ -183,6 +203,8 @@ def build_deeplabv3(
     weights_path: str | None = None,
     bn_momentum: float | None = 0.1,
     decoder: str = "deeplabv3",
+    aspp_channels: int = 256,
+    atrous_rates: list[int] | tuple[int, ...] = (12, 24, 36),
 ) -> nn.Module:
     """A torchvision DeepLabV3 with one output logit and ``in_channels`` inputs; with
     ``decoder="deeplabv3plus"`` its backbone and ASPP under DeepLabV3+'s decoder.
@@ -204,6 +226,9 @@ def build_deeplabv3(
     builder, _ = BACKBONES[backbone]
     weights = _weights_enum(backbone, weights_backbone) if weights_backbone else None
     model = builder(weights=None, weights_backbone=weights, num_classes=1, aux_loss=False)
+    if aspp_channels != 256 or list(atrous_rates) != [12, 24, 36]:
+        in_aspp = model.classifier[0].convs[0][0].in_channels
+        model.classifier = deeplab_head(in_aspp, aspp_channels, list(atrous_rates))
     if decoder == "deeplabv3plus":
         model = DeepLabV3Plus(model, backbone)
     first_weight: torch.Tensor | None = None
