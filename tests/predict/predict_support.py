@@ -111,10 +111,13 @@ def make_scene(
 
 
 def save_checkpoint(
-    path: Path, module: lightning.LightningModule, splits: dict | None = None
+    path: Path,
+    module: lightning.LightningModule,
+    splits: dict | None = None,
+    chip_size: int | None = None,
 ) -> Path:
     """A checkpoint as Lightning writes it (state, hyperparameters, version), with the fire split
-    where a training run's datamodule state puts it."""
+    and the training chip size where a training run's datamodule state puts them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = {
         "state_dict": module.state_dict(),
@@ -123,8 +126,8 @@ def save_checkpoint(
         "epoch": 0,
         "global_step": 0,
     }
-    if splits is not None:
-        ckpt["FireDataModule"] = {"splits": splits}
+    if splits is not None or chip_size is not None:
+        ckpt["FireDataModule"] = {"splits": splits or {}, "chip_size": chip_size}
     torch.save(ckpt, path)
     return path
 

@@ -17,6 +17,7 @@ from predict_standins import ConstantModule, ContextModule, LumModule
 from predict_support import STANDIN_ARGS, run_predict_py, save_checkpoint, write_match_csv
 from rasterio.crs import CRS
 
+from firedpy_nrt.errors import ConfigError
 from firedpy_nrt.predict.run import predict
 
 
@@ -106,6 +107,33 @@ def test_a_scene_smaller_than_a_tile_is_seen_as_itself(tmp_path, scene_factory, 
     expected = torch.sigmoid(torch.from_numpy(lum - np.abs(lum).mean())).numpy()
     valid = ~np.isnan(s.lum)
     np.testing.assert_allclose(prob[valid], expected[valid], rtol=0, atol=1e-5)
+
+
+def test_tiles_are_the_training_chips_unless_set(tmp_path, scene_factory, predict_cfg) -> None:
+    """A checkpoint that records its training chips (32 px) is mapped in 32 px tiles overlapping
+    by half: the extent the network learned from. ``tile_size``/``overlap`` set by hand win; an
+    overlap the chips cannot take is one line naming the key."""
+    s = scene_factory(100, 77)
+    csv_path = write_match_csv(tmp_path / "data/match.csv", [s])
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule(), chip_size=32)
+    h5 = tmp_path / "out" / f"{s.lum_change.stem}_pred.h5"
+    for extra, expected in (
+        (["tile_size=null", "overlap=null"], (32, 16)),
+        (["tile_size=48", "overlap=null", "overwrite=true"], (48, 24)),
+        (["tile_size=null", "overlap=4", "overwrite=true"], (32, 4)),
+    ):
+        predict(predict_cfg(ckpt, csv_path, *extra))
+        prob, _, _, meta = _read_h5(h5)
+        assert (meta["tile_size"], meta["overlap"]) == expected
+        valid = ~np.isnan(s.lum)
+        np.testing.assert_allclose(prob[valid], _sigmoid(s.lum)[valid], rtol=0, atol=1e-6)
+    with pytest.raises(ConfigError) as exc:
+        predict(predict_cfg(ckpt, csv_path, "tile_size=null", "overlap=40", "overwrite=true"))
+    assert str(exc.value).startswith("config key 'overlap'") and "32" in str(exc.value)
+    # a checkpoint that does not record its chips: 512 px tiles, as before
+    old = save_checkpoint(tmp_path / "old.ckpt", LumModule())
+    predict(predict_cfg(old, csv_path, "tile_size=null", "overlap=null", "overwrite=true"))
+    assert (_read_h5(h5)[3]["tile_size"], _read_h5(h5)[3]["overlap"]) == (512, 256)
 
 
 def test_evaluation_against_known_labels(tmp_path, scene_factory, predict_cfg) -> None:

@@ -52,7 +52,7 @@ def test_train_writes_the_run_directory_and_returns_best_val_iou(train_cfg) -> N
     from firedpy_nrt.predict.checkpoints import read_checkpoint_info
 
     raw = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
-    assert set(raw["FireDataModule"]) == {"splits", "cache", "label_threshold"}
+    assert set(raw["FireDataModule"]) == {"splits", "cache", "label_threshold", "chip_size"}
     info = read_checkpoint_info(run / "checkpoints" / "best.ckpt")
     assert info.splits == raw["FireDataModule"]["splits"] and info.splits["test"]
     assert info.channels == ["lum_change", "coh_change", "dnbr"]
@@ -243,6 +243,8 @@ def test_a_time_budget_stops_training_and_keeps_both_checkpoints(train_cfg) -> N
     assert 1 <= len(rows) < 10000
     assert (run / "checkpoints" / "best.ckpt").is_file()
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    # the datamodule's state records the chips, so prediction cuts tiles of that extent
+    assert last["FireDataModule"]["chip_size"] == cfg.data.chip_size
     (sched,) = last["lr_schedulers"]
     assert "_trainer" not in sched
     base = float(cfg.optimizer.lr)

@@ -62,6 +62,10 @@ class PredictTrainerConfig:
         )
 
 
+#: tile edge for a checkpoint that does not record its training chip size
+FALLBACK_TILE_SIZE = 512
+
+
 @dataclass
 class PredictConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -73,8 +77,11 @@ class PredictConfig:
     data: PredictDataConfig = field(default_factory=PredictDataConfig)
     split: str = "test"  # test: the checkpoint's held-out test fires; all: every CSV row
     output_dir: str = "${paths.output_dir}/predictions"
-    tile_size: int = 512  # model input edge (pixels, native resolution)
-    overlap: int = 64  # pixels shared by neighbouring tiles
+    #: model input edge (pixels, native resolution); null: the checkpoint's training chip size
+    #: (the extent the network learned from: its global pooling makes its output depend on it),
+    #: or FALLBACK_TILE_SIZE for a checkpoint that does not record one
+    tile_size: int | None = None
+    overlap: int | None = None  # pixels shared by neighbouring tiles; null: half the tile
     blend: str = "gaussian"  # gaussian | linear weights where tiles overlap
     threshold: float | None = None  # burned where probability > this; null: the checkpoint's
     batch_size: int = 4
@@ -96,12 +103,22 @@ class PredictConfig:
             "blend",
             f"must be one of {', '.join(BLENDS)} (got {self.blend!r})",
         )
-        require(self.tile_size >= 16, "tile_size", f"must be >= 16 (got {self.tile_size})")
         require(
-            0 <= self.overlap < self.tile_size,
-            "overlap",
-            f"must be in [0, tile_size={self.tile_size}) (got {self.overlap})",
+            self.tile_size is None or self.tile_size >= 16,
+            "tile_size",
+            f"must be >= 16 or null (got {self.tile_size})",
         )
+        require(
+            self.overlap is None or self.overlap >= 0,
+            "overlap",
+            f"must be >= 0 or null (got {self.overlap})",
+        )
+        if self.tile_size is not None and self.overlap is not None:
+            require(
+                self.overlap < self.tile_size,
+                "overlap",
+                f"must be in [0, tile_size={self.tile_size}) (got {self.overlap})",
+            )
         require(
             self.gdal_cache_mb >= 16, "gdal_cache_mb", f"must be >= 16 (got {self.gdal_cache_mb})"
         )
@@ -111,3 +128,15 @@ class PredictConfig:
             "threshold",
             f"must be in [0, 1] or null for the checkpoint's (got {self.threshold})",
         )
+
+    def tiling(self, chip_size: int | None) -> tuple[int, int]:
+        """(tile_size, overlap) for a checkpoint trained on ``chip_size`` chips (None: unknown):
+        the keys where set, else the chip size (or FALLBACK_TILE_SIZE) and half of it."""
+        tile = self.tile_size or max(16, chip_size or FALLBACK_TILE_SIZE)
+        overlap = self.overlap if self.overlap is not None else tile // 2
+        require(
+            overlap < tile,
+            "overlap",
+            f"must be less than the tile size, {tile} (the checkpoint's chips; got {overlap})",
+        )
+        return tile, overlap

@@ -282,6 +282,8 @@ class FireDataModule(LightningDataModule):
             "cache": str(self.cache.path) if self.cache is not None else None,
             # prediction reads labels with the threshold training used
             "label_threshold": self.cfg.label_threshold,
+            # and cuts tiles of the extent the network saw (its global pooling depends on it)
+            "chip_size": self.cfg.chip_size,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ class CheckpointInfo:
     hparams: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, list[str]] = field(default_factory=dict)
     label_threshold: float | None = None  # the training data's (datamodule state)
+    chip_size: int | None = None  # the training chips' edge in pixels (datamodule state)
 
     @property
     def channels(self) -> list[str] | None:
@@ -50,11 +51,13 @@ def read_checkpoint_info(path: Path) -> CheckpointInfo:
     states = [v for v in raw.values() if isinstance(v, dict) and isinstance(v.get("splits"), dict)]
     splits = states[0]["splits"] if states else {}
     label_threshold = states[0].get("label_threshold") if states else None
+    chip_size = states[0].get("chip_size") if states else None
     return CheckpointInfo(
         path=Path(path),
         hparams=dict(hparams),
         splits={k: [str(i) for i in v] for k, v in dict(splits).items() if v is not None},
         label_threshold=float(label_threshold) if label_threshold is not None else None,
+        chip_size=int(chip_size) if isinstance(chip_size, int) and chip_size > 0 else None,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 import firedpy_nrt
 from firedpy_nrt.atomic import writable_dir
+from firedpy_nrt.config import Invalid
 from firedpy_nrt.config.predict import PredictConfig
 from firedpy_nrt.data.match_csv import read_match_csv
 from firedpy_nrt.data.raster import CHANNELS, DEFAULT_LABEL_THRESHOLD, AlignedRow
@@ -163,7 +164,19 @@ def _predict(
         opener = functools.partial(AlignedRow, label_threshold=label_threshold)
     threshold = conf.threshold if conf.threshold is not None else info.threshold
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    log.info("checkpoint %s (threshold %g)", ckpt_path, threshold)
+    try:
+        tile_size, overlap = conf.tiling(info.chip_size)
+    except Invalid as exc:
+        raise ConfigError(f"config key '{exc.key}': {exc.message}") from None
+    conf = replace(conf, tile_size=tile_size, overlap=overlap)
+    log.info(
+        "checkpoint %s (threshold %g; tiles of %d px overlapping by %d%s)",
+        ckpt_path,
+        threshold,
+        tile_size,
+        overlap,
+        ", its training chips'" if info.chip_size == tile_size else "",
+    )
 
     csv = _match_csv(conf, ckpt_path)
     rows = select_rows(read_match_csv(csv), conf.split, info, csv)
