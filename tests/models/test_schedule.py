@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from quiet_trainer import quiet_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -53,16 +54,7 @@ class Rates(Callback):
 def _fit(module: LightningModule, tmp_path, **trainer_kwargs) -> tuple[Trainer, list[float]]:
     rates = Rates()
     data = DataLoader(TensorDataset(torch.randn(16, 4)), batch_size=4)  # 4 steps an epoch
-    trainer = Trainer(
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[rates],
-        **trainer_kwargs,
-    )
+    trainer = quiet_trainer(tmp_path, callbacks=[rates], **trainer_kwargs)
     trainer.fit(module, data)
     return trainer, rates.lrs
 

@@ -2,9 +2,9 @@
 
 import math
 
-import lightning.pytorch as pl
 import pytest
 import torch
+from quiet_trainer import quiet_trainer
 
 from firedpy_nrt.models.segmentation import SegmentationModule, segmentation_metrics
 
@@ -16,22 +16,9 @@ LOSSES = {
 }
 
 
-def _trainer(tmp_path, **kw) -> pl.Trainer:
-    args = dict(
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    args.update(kw)
-    return pl.Trainer(**args)
-
-
 def _one_step_changes_weights(module: SegmentationModule, data, tmp_path) -> None:
     before = {k: v.clone() for k, v in module.net.state_dict().items()}
-    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer = quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(module, datamodule=data)
     loss = trainer.callback_metrics["train/loss_step"]
     assert math.isfinite(float(loss))
@@ -115,7 +102,7 @@ def test_checkpoint_rebuilds_the_module_and_forward_takes_raw_nan_images(
     tiny_data, tmp_path
 ) -> None:
     module = SegmentationModule(net={"backbone": "mobilenet_v3_large"}, threshold=0.4)
-    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer = quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(module, datamodule=tiny_data)
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
@@ -138,7 +125,7 @@ def test_checkpoint_rebuilds_the_module_and_forward_takes_raw_nan_images(
 
 def test_test_step_logs_model_and_both_baselines(tiny_data, tmp_path) -> None:
     module = SegmentationModule(net={"backbone": "mobilenet_v3_large"})
-    trainer = _trainer(tmp_path)
+    trainer = quiet_trainer(tmp_path)
     (result,) = trainer.test(module, datamodule=tiny_data, verbose=False)
     for prefix in ("test/", "test/dnbr_", "test/all_burned_"):
         for name in ("iou", "miou", "f1", "precision", "recall", "acc"):
