@@ -175,3 +175,21 @@ def test_photometric_keys_are_checked():
         BatchAugment(channels=CHANNELS, dnbr_drop_p=1.5)
     with pytest.raises(ValueError, match="noise_std"):
         BatchAugment(channels=CHANNELS, noise_std=-1)
+
+
+def test_sar_gain_is_log_uniform_between_its_inverse_and_itself():
+    """``sar_gain=1``: each sample's SAR changes scaled by a factor in [0.5, 2], halving as
+    likely as doubling, the same factor over the whole sample."""
+    b = 4000
+    image = torch.ones(b, 3, 4, 4)
+    label = torch.zeros(b, 4, 4, dtype=torch.uint8)
+    aug = BatchAugment(hflip=False, vflip=False, rot90=False, channels=CHANNELS, sar_gain=1.0)
+    torch.manual_seed(0)
+    out, _ = aug.train()(image, label)
+    factor = out[:, 0, 0, 0]
+    assert torch.equal(out[:, 0], factor.view(b, 1, 1).expand(b, 4, 4))
+    assert 0.5 - 1e-6 <= float(factor.min()) < 0.52 and 1.96 < float(factor.max()) <= 2 + 1e-6
+    log2 = factor.log2()
+    assert abs(float((log2 < 0).float().mean()) - 0.5) < 0.03
+    assert abs(float((log2.abs() < 0.5).float().mean()) - 0.5) < 0.03  # uniform in log
+    assert torch.equal(out[:, 2], image[:, 2])  # the dNBR is not SAR

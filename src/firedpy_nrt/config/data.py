@@ -73,7 +73,9 @@ class AugmentConfig:
     p: float = 0.5
     dnbr_drop_p: float = 0.0  # the whole dNBR hidden (NaN), as under full cloud
     dnbr_blank_p: float = 0.0  # a random rectangle of the dNBR hidden
-    sar_gain: float = 0.0  # SAR changes times U(1 - g, 1 + g) per sample
+    #: SAR changes times (1 + g) ** U(-1, 1) per sample: log-uniform in [1 / (1 + g), 1 + g]
+    #: (1.0: from half to twice the response; weaker and stronger burns alike)
+    sar_gain: float = 0.0
     sar_offset: float = 0.0  # plus U(-o, o) of the sample's std
     lum_sign_p: float = 0.0  # luminance change negated (brightening burns)
     noise_std: float = 0.0  # Gaussian noise, in units of each sample's channel std
@@ -86,7 +88,6 @@ class AugmentConfig:
         for key in ("sar_gain", "sar_offset", "noise_std"):
             value = getattr(self, key)
             require(value >= 0.0, key, f"must be >= 0 (got {value})")
-        require(self.sar_gain < 1.0, "sar_gain", f"must be < 1 (got {self.sar_gain})")
 
 
 @dataclass

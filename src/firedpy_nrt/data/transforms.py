@@ -222,7 +222,8 @@ class BatchAugment(nn.Module):
         for c in self.sar:
             channel = image[:, c]
             if self.sar_gain > 0:
-                gain = 1.0 + (torch.rand(b) * 2 - 1) * self.sar_gain
+                # log-uniform: halving and doubling the response are equally likely
+                gain = (1.0 + self.sar_gain) ** (torch.rand(b) * 2 - 1)
                 channel = channel * per_sample(gain)
             if self.sar_offset > 0:
                 shift = (torch.rand(b) * 2 - 1) * self.sar_offset
