@@ -230,6 +230,20 @@ def test_epochs_without_validation_leave_validation_cells_empty(tmp_path) -> Non
     assert (tmp_path / "curves.png").is_file()
 
 
+def test_a_checkpoint_that_monitors_nothing_keeps_the_final_weights(train_cfg) -> None:
+    """``callbacks.model_checkpoint.monitor=null`` (the demo): best.ckpt is the last epoch's
+    weights, the ones tested, and ``predict.py ckpt=best`` maps with them."""
+    cfg = train_cfg("trainer.max_epochs=3", "callbacks.model_checkpoint.monitor=null")
+    train(cfg)
+    ckpts = Path(cfg.paths.output_dir) / "checkpoints"
+    best = torch.load(ckpts / "best.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)
+    assert best["global_step"] == last["global_step"] > 0  # the end of training, both
+    for key, value in last["state_dict"].items():
+        assert torch.equal(best["state_dict"][key], value), key
+    assert (Path(cfg.paths.output_dir) / "test_metrics.csv").is_file()
+
+
 def test_a_time_budget_stops_training_and_keeps_both_checkpoints(train_cfg) -> None:
     """``trainer.max_time`` (what ``experiment=demo`` uses) ends training on time, not on the
     epoch count, and the run still has ``last.ckpt`` and ``best.ckpt`` and its reports; the

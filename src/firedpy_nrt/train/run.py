@@ -106,6 +106,15 @@ def _checkpoint_callback(trainer: Trainer, monitor: str | None) -> ModelCheckpoi
     return None
 
 
+def _keeps_final_weights(trainer: Trainer) -> bool:
+    """A ModelCheckpoint without ``monitor`` that keeps one file (``best.ckpt`` with
+    ``callbacks.model_checkpoint.monitor=null``): the final weights, chosen on purpose."""
+    return any(
+        isinstance(cb, ModelCheckpoint) and not cb.monitor and cb.save_top_k == 1
+        for cb in trainer.checkpoint_callbacks
+    )
+
+
 def _end_cpu_process_group() -> None:
     """Destroy a gloo (CPU DDP) process group once the run is done. Lightning destroys NCCL
     groups at exit but not gloo ones, and a gloo group left to the interpreter's shutdown can
@@ -153,7 +162,12 @@ def train(conf: TrainConfig) -> float | None:
     if conf.test:
         if conf.train:
             test_ckpt = best_path or None
-            if not test_ckpt:
+            if not test_ckpt and _keeps_final_weights(trainer):
+                log.info(
+                    "the checkpoint callback monitors nothing: its checkpoint holds the final "
+                    "weights, which are tested"
+                )
+            elif not test_ckpt:
                 log.warning("no best checkpoint: testing the weights at the end of training")
         else:
             test_ckpt = ckpt
