@@ -184,7 +184,7 @@ def _check_log_dir(cfg: DictConfig) -> None:
             try:
                 require_plain_name(str(value), key)
             except Invalid as exc:
-                _fail(f"config key '{key}': {exc.message}")
+                _fail(str(exc.as_config_error()))
     log_dir = OmegaConf.select(cfg, "paths.log_dir", default=None)
     if log_dir:
         try:

@@ -28,6 +28,10 @@ class Invalid(ValueError):
         self.key = key
         self.message = message
 
+    def as_config_error(self, prefix: str = "") -> ConfigError:
+        """The one-line error a user sees, the key in full (``prefix`` is the schema's path)."""
+        return ConfigError(f"config key '{_join(prefix, self.key)}': {self.message}")
+
 
 def require(condition: bool, key: str, message: str) -> None:
     """Raise :class:`Invalid` for ``key`` unless ``condition`` holds."""
@@ -83,7 +87,7 @@ def _walk(obj: Any, prefix: str) -> None:
             try:
                 check()
             except Invalid as exc:
-                raise ConfigError(f"config key '{_join(prefix, exc.key)}': {exc.message}") from None
+                raise exc.as_config_error(prefix) from None
         for f in dataclasses.fields(obj):
             _walk(getattr(obj, f.name), _join(prefix, f.name))
     elif isinstance(obj, dict):

@@ -167,7 +167,7 @@ def _predict(
     try:
         tile_size, overlap = conf.tiling(info.chip_size)
     except Invalid as exc:
-        raise ConfigError(f"config key '{exc.key}': {exc.message}") from None
+        raise exc.as_config_error() from None
     conf = replace(conf, tile_size=tile_size, overlap=overlap)
     log.info(
         "checkpoint %s (threshold %g; tiles of %d px overlapping by %d%s)",
