@@ -16,6 +16,10 @@ BACKBONES = ("resnet50", "resnet101", "mobilenet_v3_large")
 #: resolution), or DeepLabV3+'s light decoder with a skip connection from stride 4, which keeps
 #: burn-scar edges where the plain head draws blobs (models/networks.py builds both).
 DECODERS = ("deeplabv3", "deeplabv3plus")
+#: torchvision's ASPP: its width and dilation rates (the defaults of model.net.aspp_channels and
+#: model.net.atrous_rates; with them the head is torchvision's own)
+TORCHVISION_ASPP_CHANNELS = 256
+TORCHVISION_ATROUS_RATES = (12, 24, 36)
 #: Lightning's precision values, for training and prediction alike.
 PRECISIONS = (
     "32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64,
@@ -36,8 +40,8 @@ class NetConfig:
     #: On small chips the deepest features are a few cells wide (64 px at output stride 16: 4x4)
     #: and a rate of 12 only sees zero padding: [2, 4, 6] and 128 channels are as expressive
     #: there and train about 1.8x faster on a CPU (``experiment=demo``).
-    aspp_channels: int = 256
-    atrous_rates: list[int] = field(default_factory=lambda: [12, 24, 36])
+    aspp_channels: int = TORCHVISION_ASPP_CHANNELS
+    atrous_rates: list[int] = field(default_factory=lambda: list(TORCHVISION_ATROUS_RATES))
 
     def check(self) -> None:
         require(

@@ -27,7 +27,11 @@ from torchvision.models.segmentation import (
 )
 from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
 
-from firedpy_nrt.config.train import DECODERS
+from firedpy_nrt.config.train import (
+    DECODERS,
+    TORCHVISION_ASPP_CHANNELS,
+    TORCHVISION_ATROUS_RATES,
+)
 from firedpy_nrt.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -98,7 +102,7 @@ def aspp_width(aspp: ASPP) -> int:
 
 def deeplab_head(in_channels: int, channels: int, atrous_rates: list[int]) -> nn.Sequential:
     """torchvision's ``DeepLabHead`` (ASPP, 3x3 conv, BN, ReLU, 1x1 to one logit) with a chosen
-    width and dilation rates; at 256 and [12, 24, 36] it is torchvision's own."""
+    width and dilation rates."""
     return nn.Sequential(
         ASPP(in_channels, list(atrous_rates), channels),
         nn.Conv2d(channels, channels, 3, padding=1, bias=False),
@@ -203,8 +207,8 @@ def build_deeplabv3(
     weights_path: str | None = None,
     bn_momentum: float | None = 0.1,
     decoder: str = "deeplabv3",
-    aspp_channels: int = 256,
-    atrous_rates: list[int] | tuple[int, ...] = (12, 24, 36),
+    aspp_channels: int = TORCHVISION_ASPP_CHANNELS,
+    atrous_rates: list[int] | tuple[int, ...] = TORCHVISION_ATROUS_RATES,
 ) -> nn.Module:
     """A torchvision DeepLabV3 with one output logit and ``in_channels`` inputs; with
     ``decoder="deeplabv3plus"`` its backbone and ASPP under DeepLabV3+'s decoder.
@@ -226,7 +230,10 @@ def build_deeplabv3(
     builder, _ = BACKBONES[backbone]
     weights = _weights_enum(backbone, weights_backbone) if weights_backbone else None
     model = builder(weights=None, weights_backbone=weights, num_classes=1, aux_loss=False)
-    if aspp_channels != 256 or list(atrous_rates) != [12, 24, 36]:
+    if (aspp_channels, tuple(atrous_rates)) != (
+        TORCHVISION_ASPP_CHANNELS,
+        TORCHVISION_ATROUS_RATES,
+    ):
         in_aspp = model.classifier[0].convs[0][0].in_channels
         model.classifier = deeplab_head(in_aspp, aspp_channels, list(atrous_rates))
     if decoder == "deeplabv3plus":

@@ -128,8 +128,8 @@ class SegmentationModule(LightningModule):
             weights_path=net.get("weights_path"),
             bn_momentum=net.get("bn_momentum"),
             decoder=net.get("decoder") or "deeplabv3",
-            aspp_channels=int(net.get("aspp_channels") or 256),
-            atrous_rates=list(net.get("atrous_rates") or (12, 24, 36)),
+            aspp_channels=int(net["aspp_channels"]),  # NetConfig's defaults fill older hparams
+            atrous_rates=list(net["atrous_rates"]),
         )
         if self.hparams.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
