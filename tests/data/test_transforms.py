@@ -193,3 +193,29 @@ def test_sar_gain_is_log_uniform_between_its_inverse_and_itself():
     assert abs(float((log2 < 0).float().mean()) - 0.5) < 0.03
     assert abs(float((log2.abs() < 0.5).float().mean()) - 0.5) < 0.03  # uniform in log
     assert torch.equal(out[:, 2], image[:, 2])  # the dNBR is not SAR
+
+
+def test_moisture_adds_a_smooth_field_to_the_luminance_change_only():
+    """``moisture_db=2``: each sample's luminance change gains a smooth field (an offset, a tilt
+    or one rise or dip: neighbouring pixels move together, unlike noise) whose size varies from
+    sample to sample up to a few dB; coherence and dNBR are untouched, nodata stays nodata and
+    the label is not changed."""
+    image, label = _raw_batch(b=64, size=32)
+    aug = BatchAugment(hflip=False, vflip=False, rot90=False, channels=CHANNELS, moisture_db=2.0)
+    aug.train()
+    for seed in range(6):  # offsets, tilts and bumps (one kind per batch)
+        torch.manual_seed(seed)
+        out, out_label = aug(image, label)
+        assert torch.equal(out_label, label)
+        assert torch.equal(torch.isnan(out), torch.isnan(image))
+        for c in (1, 2):
+            ok = ~torch.isnan(image[:, c])
+            assert torch.equal(out[:, c][ok], image[:, c][ok])
+        added = (out[:, 0] - image[:, 0])[:, :, :-3]  # the swath edge is NaN
+        size = added.abs().amax(dim=(-2, -1))
+        steps = (added[:, :, 1:] - added[:, :, :-1]).abs().amax(dim=(-2, -1))
+        assert bool((steps <= 0.25 * size + 1e-5).all())  # smooth: small steps for its size
+        assert float(size.max()) > 1.0 and float(size.min()) < 0.3  # U(0, 2) dB amplitude
+        assert float(size.max()) < 5 * 2.0
+    with pytest.raises(ValueError, match="moisture_db"):
+        BatchAugment(channels=CHANNELS, moisture_db=-0.5)

@@ -78,6 +78,8 @@ class AugmentConfig:
     sar_gain: float = 0.0
     sar_offset: float = 0.0  # plus U(-o, o) of the sample's std
     lum_sign_p: float = 0.0  # luminance change negated (brightening burns)
+    #: a smooth random field of U(0, m) dB added to the luminance change (soil moisture, rain)
+    moisture_db: float = 0.0
     noise_std: float = 0.0  # Gaussian noise, in units of each sample's channel std
 
     def check(self) -> None:
@@ -85,7 +87,7 @@ class AugmentConfig:
         for key in ("dnbr_drop_p", "dnbr_blank_p", "lum_sign_p"):
             value = getattr(self, key)
             require(0.0 <= value <= 1.0, key, f"must be in [0, 1] (got {value})")
-        for key in ("sar_gain", "sar_offset", "noise_std"):
+        for key in ("sar_gain", "sar_offset", "moisture_db", "noise_std"):
             value = getattr(self, key)
             require(value >= 0.0, key, f"must be >= 0 (got {value})")
 

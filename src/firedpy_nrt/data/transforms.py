@@ -8,8 +8,9 @@ there. Its ``mean``/``std`` are buffers, saved in checkpoints and reused by pred
 :class:`BatchAugment` draws flips and 90-degree rotations per sample and applies the same one to
 image and label, then photometric changes that teach the model to map without the optical layer
 and across SAR responses: dNBR blanked in a random rectangle or entirely (NaN, so its validity
-channel says so), per-sample SAR gain, offset and sign, and noise. Photometric changes touch
-finite values only (nodata stays nodata) and never the label. It is a no-op in eval mode, so
+channel says so), per-sample SAR gain, offset and sign, a smooth moisture field on the luminance
+change, and noise. Photometric changes touch finite values only (nodata stays nodata) and never
+the label. It is a no-op in eval mode, so
 calling it in ``on_after_batch_transfer`` augments training batches only.
 """
 
@@ -108,6 +109,7 @@ class BatchAugment(nn.Module):
         sar_gain: float = 0.0,
         sar_offset: float = 0.0,
         lum_sign_p: float = 0.0,
+        moisture_db: float = 0.0,
         noise_std: float = 0.0,
     ) -> None:
         super().__init__()
@@ -118,7 +120,7 @@ class BatchAugment(nn.Module):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         for name, value in (("sar_gain", sar_gain), ("sar_offset", sar_offset),
-                            ("noise_std", noise_std)):
+                            ("moisture_db", moisture_db), ("noise_std", noise_std)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         self.hflip, self.vflip, self.rot90, self.p = bool(hflip), bool(vflip), bool(rot90), float(p)
@@ -129,6 +131,7 @@ class BatchAugment(nn.Module):
         self.dnbr_drop_p, self.dnbr_blank_p = float(dnbr_drop_p), float(dnbr_blank_p)
         self.sar_gain, self.sar_offset = float(sar_gain), float(sar_offset)
         self.lum_sign_p, self.noise_std = float(lum_sign_p), float(noise_std)
+        self.moisture_db = float(moisture_db)
 
     @classmethod
     def from_config(cls, cfg: Any, channels: Sequence[str] = ()) -> BatchAugment:
@@ -146,6 +149,7 @@ class BatchAugment(nn.Module):
             sar_gain=get("sar_gain", 0.0),
             sar_offset=get("sar_offset", 0.0),
             lum_sign_p=get("lum_sign_p", 0.0),
+            moisture_db=get("moisture_db", 0.0),
             noise_std=get("noise_std", 0.0),
         )
 
@@ -157,7 +161,7 @@ class BatchAugment(nn.Module):
     def photometric(self) -> bool:
         dnbr = self.dnbr is not None and (self.dnbr_drop_p > 0 or self.dnbr_blank_p > 0)
         sar = bool(self.sar) and (self.sar_gain > 0 or self.sar_offset > 0)
-        lum = self.lum is not None and self.lum_sign_p > 0
+        lum = self.lum is not None and (self.lum_sign_p > 0 or self.moisture_db > 0)
         return dnbr or sar or lum or self.noise_std > 0
 
     @property
@@ -233,6 +237,8 @@ class BatchAugment(nn.Module):
             flip = torch.rand(b) < self.lum_sign_p
             sign = torch.where(flip, -1.0, 1.0)
             image[:, self.lum] = image[:, self.lum] * per_sample(sign)
+        if self.lum is not None and self.moisture_db > 0:
+            image[:, self.lum] = image[:, self.lum] + self._moisture(b, h, w).to(dev, dt)
         if self.noise_std > 0:
             noise = torch.randn(image.shape, device=dev, dtype=dt)
             image = image + noise * self.noise_std * std[..., None, None]
@@ -252,6 +258,16 @@ class BatchAugment(nn.Module):
             hide = (blank.view(b, 1, 1) & inside) | drop.view(b, 1, 1)
             image[:, self.dnbr] = torch.where(hide.to(dev), nan, image[:, self.dnbr])
         return image
+
+    def _moisture(self, b: int, h: int, w: int) -> Tensor:
+        """A smooth random field per sample, in dB: soil moisture or rain changing between the
+        two dates shifts the backscatter of whole slopes and valleys, burned or not, over
+        distances larger than a chip. Bicubic through 1x1 (an offset), 2x2 (a tilt) or 3x3
+        (one rise or dip) Gaussian control points, scaled by U(0, moisture_db)."""
+        cells = int(torch.randint(1, 4, (1,)))
+        grid = torch.randn(b, 1, cells, cells)
+        field = nn.functional.interpolate(grid, size=(h, w), mode="bicubic", align_corners=True)
+        return field[:, 0] * (torch.rand(b) * self.moisture_db).view(b, 1, 1)
 
 
 def _apply(image: Tensor, label: Tensor, pick: Tensor, op: Any) -> tuple[Tensor, Tensor]:
