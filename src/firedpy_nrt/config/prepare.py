@@ -55,7 +55,7 @@ class SyntheticConfig:
     """The synthetic dataset (README: preparing data); every number here is a config key."""
 
     seed: int = 0
-    n_fires: int = 8
+    n_fires: int = 24  # 16 train, 4 validation and 4 test fires with the default split
     pairs_per_fire: int = 3  # SAR date pairs (luminance change, coherence change, binary product)
     dnbr_per_fire: int = 3  # dNBR products per fire, sensors cycling S2A S2B S2C LC08 LC09
     size: int = 320  # SAR scene width and height in pixels (the population's mean) ...
