@@ -147,33 +147,41 @@ def _rows(csv_path: Path) -> list[dict]:
     return read_match_csv(csv_path).to_dict("records")
 
 
-def fusion_scores(train_csv: Path, test_csv: Path, label_threshold: float) -> dict[str, float]:
-    """Fit the logistic fusion on every pixel of A (a third of them), score B pooled."""
-    xs, ys = [], []
-    for row in _rows(train_csv):
-        with AlignedRow(row, label_threshold=label_threshold) as r:
-            image, label = r.read()
-        keep = label.ravel() != 255
-        xs.append(features(image)[keep][::3])
-        ys.append((label.ravel()[keep] == 1)[::3].astype(float))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    z = np.c_[(x - mu) / sd, np.ones(len(x))]
-    w = np.zeros(z.shape[1])
-    for _ in range(400):  # gradient descent on the logistic loss
-        p = 1 / (1 + np.exp(-z @ w))
-        w -= 0.5 * z.T @ (p - y) / len(z)
-    pooled = {k: Pooled() for k in ("all", "clear", "cloud")}
-    for row in _rows(test_csv):
-        with AlignedRow(row, label_threshold=label_threshold) as r:
-            image, label = r.read()
-        f = features(image)
-        pred = ((np.c_[(f - mu) / sd, np.ones(len(f))] @ w) > 0).reshape(label.shape)
-        clear = np.isfinite(image[2])
-        pooled["all"].add(pred, label, np.ones_like(clear))
-        pooled["clear"].add(pred, label, clear)
-        pooled["cloud"].add(pred, label, ~clear)
-    return {k: v.iou for k, v in pooled.items()}
+class Fusion:
+    """The per-pixel logistic fusion baseline: fitted once on A, scored on each population."""
+
+    def __init__(self, train_csv: Path, label_threshold: float) -> None:
+        """Fit on every labelled pixel of A (a third of them), by gradient descent."""
+        self.label_threshold = label_threshold
+        xs, ys = [], []
+        for row in _rows(train_csv):
+            with AlignedRow(row, label_threshold=label_threshold) as r:
+                image, label = r.read()
+            keep = label.ravel() != 255
+            xs.append(features(image)[keep][::3])
+            ys.append((label.ravel()[keep] == 1)[::3].astype(float))
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        self.mu, self.sd = x.mean(0), x.std(0) + 1e-6
+        z = np.c_[(x - self.mu) / self.sd, np.ones(len(x))]
+        self.w = np.zeros(z.shape[1])
+        for _ in range(400):  # gradient descent on the logistic loss
+            p = 1 / (1 + np.exp(-z @ self.w))
+            self.w -= 0.5 * z.T @ (p - y) / len(z)
+
+    def scores(self, test_csv: Path) -> dict[str, float]:
+        """Burned IoU pooled over every scene of ``test_csv``: overall, clear and cloud."""
+        pooled = {k: Pooled() for k in ("all", "clear", "cloud")}
+        for row in _rows(test_csv):
+            with AlignedRow(row, label_threshold=self.label_threshold) as r:
+                image, label = r.read()
+            f = features(image)
+            z = np.c_[(f - self.mu) / self.sd, np.ones(len(f))]
+            pred = ((z @ self.w) > 0).reshape(label.shape)
+            clear = np.isfinite(image[2])
+            pooled["all"].add(pred, label, np.ones_like(clear))
+            pooled["clear"].add(pred, label, clear)
+            pooled["cloud"].add(pred, label, ~clear)
+        return {k: v.iou for k, v in pooled.items()}
 
 
 def main() -> None:
@@ -212,8 +220,6 @@ def main() -> None:
 def _population_dir(name: str, shifts: list[str]) -> str:
     """A folder name per population and extra shifts, so prepared data is reused safely."""
     extra = [*POPULATIONS[name], *shifts]
-    if name == "B" and not extra:
-        return "b"
     return name.lower() + "".join("-" + x.split(".", 1)[-1].replace("=", "") for x in extra)
 
 
@@ -243,9 +249,10 @@ def _main(args: argparse.Namespace, work: Path) -> None:
             f"trained on population A (defaults) in {train_s / 60:.1f} min wall "
             f"(train.py experiment={args.experiment}, prepare excluded)"
         )
+    fusion = Fusion(a / "synthetic" / "match.csv", DEFAULT_LABEL_THRESHOLD)
     results = {}
     for name in dict.fromkeys(args.population):
-        results[name] = _score(args, work, name, common)
+        results[name] = _score(args, work, name, common, fusion)
     if len(results) > 1:
         print(
             f"\n{'burned IoU overall':20s} {'model':>8s} {'cloud':>8s} {'dNBR>=0.1':>10s} {'fusion':>8s}"
@@ -265,11 +272,13 @@ def _main(args: argparse.Namespace, work: Path) -> None:
     (work / "generalization.json").write_text(json.dumps(summary, indent=1))
 
 
-def _score(args: argparse.Namespace, work: Path, name: str, common: list[str]) -> dict:
+def _score(
+    args: argparse.Namespace, work: Path, name: str, common: list[str], fusion: Fusion
+) -> dict:
     """Prepare population ``name`` (unless there), map it with the newest run, score it."""
     shifted = [*SHIFTED, *POPULATIONS[name], *args.shift]
     b_name = _population_dir(name, args.shift)
-    a, b = work / "a", work / b_name
+    b = work / b_name
     if not (b / "synthetic" / "match.csv").is_file():
         _run(
             ["prepare.py", "source=synthetic", f"paths.data_dir={b}", *common, *shifted],
@@ -296,9 +305,7 @@ def _score(args: argparse.Namespace, work: Path, name: str, common: list[str]) -
     suffixes = {"all": "", "clear": "_clear", "cloud": "_cloud"}
     model = {k: float(overall[f"burned_iou{x}"]) for k, x in suffixes.items()}
     dnbr = {k: float(overall[f"dnbr_burned_iou{x}"]) for k, x in suffixes.items()}
-    fusion = fusion_scores(
-        a / "synthetic" / "match.csv", b / "synthetic" / "match.csv", DEFAULT_LABEL_THRESHOLD
-    )
+    fusion_iou = fusion.scores(b / "synthetic" / "match.csv")
     n_b = len(_rows(b / "synthetic" / "match.csv"))
     print(
         f"\nscored on population {name} (shifted: "
@@ -309,7 +316,7 @@ def _score(args: argparse.Namespace, work: Path, name: str, common: list[str]) -
     for label, sc in (
         ("model (" + args.experiment + ")", model),
         ("dNBR >= 0.1", dnbr),
-        ("logistic fusion (fit on A)", fusion),
+        ("logistic fusion (fit on A)", fusion_iou),
     ):
         print(f"{label:28s} {sc['all']:8.3f} {sc['clear']:8.3f} {sc['cloud']:8.3f}")
     print(
@@ -319,7 +326,7 @@ def _score(args: argparse.Namespace, work: Path, name: str, common: list[str]) -
     return {
         "model": model,
         "dnbr_threshold": dnbr,
-        "fusion": fusion,
+        "fusion": fusion_iou,
         "scenes": n_b,
         "precision": float(overall["precision"]),
         "recall": float(overall["recall"]),

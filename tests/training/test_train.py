@@ -231,8 +231,8 @@ def test_epochs_without_validation_leave_validation_cells_empty(tmp_path) -> Non
 
 
 def test_a_checkpoint_that_monitors_nothing_keeps_the_final_weights(train_cfg) -> None:
-    """``callbacks.model_checkpoint.monitor=null`` (the demo): best.ckpt is the last epoch's
-    weights, the ones tested, and ``predict.py ckpt=best`` maps with them."""
+    """``callbacks.model_checkpoint.monitor=null`` (final weights on purpose): best.ckpt is the
+    last epoch's weights, the ones tested, and ``predict.py ckpt=best`` maps with them."""
     cfg = train_cfg("trainer.max_epochs=3", "callbacks.model_checkpoint.monitor=null")
     train(cfg)
     ckpts = Path(cfg.paths.output_dir) / "checkpoints"

@@ -10,8 +10,8 @@ image and label, then photometric changes that teach the model to map without th
 and across SAR responses: dNBR blanked in a random rectangle or entirely (NaN, so its validity
 channel says so), per-sample SAR gain, offset and sign, a smooth moisture field on the luminance
 change, and noise. Photometric changes touch finite values only (nodata stays nodata) and never
-the label. It is a no-op in eval mode, so
-calling it in ``on_after_batch_transfer`` augments training batches only.
+the label. It is a no-op in eval mode, so calling it in ``on_after_batch_transfer`` augments
+training batches only.
 """
 
 from __future__ import annotations
