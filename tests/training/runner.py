@@ -62,3 +62,15 @@ class CrashAt(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             raise RuntimeError(f"simulated crash at step {self.step}")
+
+
+class RecordTestWeights(Callback):
+    """Saves the weights the test step starts with to ``path`` (tests only)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        import torch
+
+        torch.save({k: v.detach().clone() for k, v in pl_module.state_dict().items()}, self.path)

@@ -244,6 +244,49 @@ def test_a_checkpoint_that_monitors_nothing_keeps_the_final_weights(train_cfg) -
     assert (Path(cfg.paths.output_dir) / "test_metrics.csv").is_file()
 
 
+def test_the_weight_average_is_validated_saved_and_tested(train_cfg, tmp_path) -> None:
+    """``callbacks.ema`` (WeightEMA): best.ckpt's state_dict is the average, the weights being
+    trained are kept beside it for a resume, and the test after fitting runs the average, not
+    the raw weights Lightning's callback would restore over it."""
+    seen = tmp_path / "tested_weights.pt"
+    cfg = train_cfg(
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=3",
+        "+callbacks.ema._target_=firedpy_nrt.train.weight_ema.WeightEMA",
+        "+callbacks.ema.decay=0.5",
+        "+callbacks.probe._target_=runner.RecordTestWeights",
+        f"+callbacks.probe.path={seen}",
+    )
+    train(cfg)
+    best = torch.load(
+        Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt",
+        map_location="cpu",
+        weights_only=False,
+    )
+    average, current = best["state_dict"], best["current_model_state"]
+    floats = [k for k, v in average.items() if v.is_floating_point()]
+    assert any(not torch.equal(average[k], current[k]) for k in floats)
+    tested = torch.load(seen, map_location="cpu")
+    for key, value in average.items():
+        assert torch.equal(tested[key], value), key
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "message"),
+    [
+        ("+callbacks.ema.decay=1.5", "callbacks.ema", "decay must be in"),
+        ("+callbacks.ema.decayy=0.9", "callbacks.ema.decayy", "not a parameter"),
+    ],
+)
+def test_a_bad_weight_average_setting_is_one_line_naming_the_key(
+    train_cfg, override, key, message
+) -> None:
+    cfg = train_cfg("+callbacks.ema._target_=firedpy_nrt.train.weight_ema.WeightEMA", override)
+    with pytest.raises(ConfigError, match=message) as info:
+        validate(cfg, TrainConfig)
+    assert f"'{key}'" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_a_time_budget_stops_training_and_keeps_both_checkpoints(train_cfg) -> None:
     """``trainer.max_time`` (what ``experiment=demo`` uses) ends training on time, not on the
     epoch count, and the run still has ``last.ckpt`` and ``best.ckpt`` and its reports; the

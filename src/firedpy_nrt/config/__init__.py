@@ -55,7 +55,9 @@ def _join(prefix: str, key: Any) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 
 
-def _check_target(node: dict, prefix: str) -> None:
+def check_target_keys(node: dict, prefix: str) -> None:
+    """The ``_target_`` of ``node`` imports and takes every key of ``node`` (``prefix`` is the
+    node's full key); else a :class:`ConfigError` naming the key."""
     target = node["_target_"]
     module_name, _, attr = str(target).rpartition(".")
     try:
@@ -92,7 +94,7 @@ def _walk(obj: Any, prefix: str) -> None:
             _walk(getattr(obj, f.name), _join(prefix, f.name))
     elif isinstance(obj, dict):
         if "_target_" in obj:
-            _check_target(obj, prefix)
+            check_target_keys(obj, prefix)
         for key, value in obj.items():
             _walk(value, _join(prefix, key))
     elif isinstance(obj, list):

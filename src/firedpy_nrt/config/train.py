@@ -7,7 +7,7 @@ from typing import Any
 
 from hydra.utils import get_method
 
-from firedpy_nrt.config import Invalid, require, require_plain_name
+from firedpy_nrt.config import Invalid, check_target_keys, require, require_plain_name
 from firedpy_nrt.config.data import DataConfig
 from firedpy_nrt.config.paths import PathsConfig
 
@@ -121,6 +121,26 @@ def _check_scheduler(node: Any) -> None:
         raise Invalid("scheduler", f"{node['_target_']}: {exc}") from None
 
 
+def _check_callbacks(nodes: Any) -> None:
+    """Build each callback once (``callbacks.<name>``, a ``_target_`` node or null for off), so
+    that a bad value (``callbacks.ema.decay=1.5``) is one line naming the key at start-up."""
+    require(
+        nodes is None or isinstance(nodes, dict),
+        "callbacks",
+        "must be a mapping of name to callback",
+    )
+    for name, node in (nodes or {}).items():
+        built = _check_partial(node, f"callbacks.{name}")
+        if built is None:
+            continue
+        check_target_keys(node, f"callbacks.{name}")  # a misspelt key named before it is built
+        target, kwargs = built
+        try:
+            target(**kwargs)
+        except Exception as exc:  # Lightning raises MisconfigurationException, ValueError...
+            raise Invalid(f"callbacks.{name}", f"{node['_target_']}: {exc}") from None
+
+
 #: Trainer keys that take whole numbers, and those that take a number (a fraction or a count).
 _TRAINER_INTS = (
     "max_epochs", "min_epochs", "max_steps", "min_steps", "num_nodes", "accumulate_grad_batches",
@@ -190,6 +210,7 @@ class TrainConfig:
         lr = self.optimizer.get("lr")
         require(lr is not None and float(lr) > 0, "optimizer.lr", "must be > 0")
         _check_scheduler(self.scheduler)
+        _check_callbacks(self.callbacks)
         require(
             isinstance(self.trainer, dict) and "_target_" in self.trainer,
             "trainer",
