@@ -154,3 +154,56 @@ def torchvision_state() -> dict:
     conv = model.backbone["0"][0]
     model.backbone["0"][0] = torch.nn.Conv2d(6, conv.out_channels, 3, 2, 1, bias=False)
     return {k: v.shape for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("decoder", ["deeplabv3", "deeplabv3plus"])
+def test_group_norm_treats_each_chip_alone_in_training_and_evaluation(decoder: str) -> None:
+    """``model.net.norm=group``: no BatchNorm left, and a chip's logits do not depend on the
+    other chips of its batch nor on train/eval mode, so what validation and prediction see is
+    what training optimised (with BatchNorm both differ); a batch of one trains."""
+    batch = build_deeplabv3("mobilenet_v3_large", 6, decoder=decoder, aspp_channels=64)
+    model = build_deeplabv3(
+        "mobilenet_v3_large", 6, decoder=decoder, aspp_channels=64, norm="group"
+    )
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    groups = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(groups) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in batch.modules())
+    assert all(g.num_channels % g.num_groups == 0 and g.num_groups > 1 for g in groups)
+    x = torch.randn(4, 6, 64, 64)
+    x[1:] = x[1:] * 3.0 + 2.0  # batch-mates of another brightness
+
+    def training_mode(net):  # normalisation as in training, dropout (ASPP's) held still
+        net.train()
+        for m in net.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.eval()
+        return net
+
+    with torch.no_grad():
+        together = training_mode(model)(x)["out"][:1]
+        alone_train = model(x[:1])["out"]
+        alone_eval = model.eval()(x[:1])["out"]
+        training_mode(batch)
+        bn_together, bn_alone = batch(x)["out"][:1], batch(torch.cat([x[:1], x[:1]]))["out"][:1]
+    assert torch.allclose(together, alone_train, atol=1e-5)
+    assert torch.allclose(alone_train, alone_eval, atol=1e-5)
+    assert not torch.allclose(bn_together, bn_alone, atol=1e-3)  # what BatchNorm does instead
+    model.train()
+    loss = model(torch.randn(1, 6, 64, 64))["out"].mean()  # BatchNorm refuses a batch of one
+    loss.backward()
+
+
+def test_group_norm_keeps_loaded_affine_weights_and_a_bad_norm_is_a_config_error(tmp_path) -> None:
+    source = build_deeplabv3("mobilenet_v3_large", in_channels=6)
+    with torch.no_grad():
+        for m in source.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+    path = tmp_path / "full.pth"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in source.state_dict().items()}}, path)
+    model = build_deeplabv3("mobilenet_v3_large", 6, weights_path=str(path), norm="group")
+    bn = [m.weight for m in source.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    gn = [m.weight for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(bn) == len(gn) and all(torch.equal(a, b) for a, b in zip(bn, gn, strict=True))
+    with pytest.raises(ConfigError, match="model.net.norm"):
+        build_deeplabv3("mobilenet_v3_large", 6, norm="layer")

@@ -29,6 +29,7 @@ SMALL = [
     "synthetic.haze_fraction=0.0",  # the realism checks below are of unhazed dNBR
     "synthetic.brightening_fraction=0.0",
     "synthetic.size_jitter=0.0",
+    "synthetic.fire_variation=0.0",  # ... and of the population's mean response
 ]
 KIND_OF = {
     "lum_change": "lum_change",
@@ -219,6 +220,27 @@ def test_population_settings_brightening_haze_and_sizes(tmp_path: Path) -> None:
         assert lum.width == 96
 
 
+def test_fire_variation_scales_each_fires_physics_and_nothing_else(tmp_path: Path) -> None:
+    """``fire_variation``: the same fires (shapes, dates, labels, clouds), each with its own
+    burn response and noise, so the burned-minus-unburned luminance contrast of one population
+    is a different multiple of the other's from fire to fire."""
+    off = {"brightening_fraction": 0.0, "haze_fraction": 0.0, "size_jitter": 0.0}
+    same = _population(tmp_path, "same", **off, fire_variation=0.0)
+    varied = _population(tmp_path, "varied", **off, fire_variation=0.8)
+    ratios, noise = [], []
+    for a, b in zip(same, varied, strict=True):
+        with rasterio.open(a["binary_product"]) as x, rasterio.open(b["binary_product"]) as y:
+            assert np.array_equal(x.read(), y.read())
+        with rasterio.open(a["dnbr"]) as x, rasterio.open(b["dnbr"]) as y:
+            assert np.array_equal(np.isnan(x.read()), np.isnan(y.read()))  # the same clouds
+            noise.append(float(np.nanstd(y.read() - x.read())))
+        ma, mb = _burned_means(a), _burned_means(b)
+        ratios.append((mb[0] - mb[1]) / (ma[0] - ma[1]))
+    # each fire its own factor from U(0.2, 1.8): without variation every ratio would be 1
+    assert max(ratios) - min(ratios) > 0.2 and max(abs(r - 1.0) for r in ratios) > 0.2, ratios
+    assert min(noise) > 0  # the same noise drawn at another level
+
+
 def test_same_seed_same_data_and_rerun_rules(tmp_path: Path) -> None:
     def cfg(seed: int, data: Path, overwrite: bool = False):
         return OmegaConf.create(
@@ -271,6 +293,7 @@ def test_bad_settings_are_config_errors(tmp_path: Path) -> None:
     ("override", "key"),
     [
         ("synthetic.size=8", "synthetic.size"),
+        ("synthetic.fire_variation=1.5", "synthetic.fire_variation"),
         # a new key (with +) reaches our schema; without +, Hydra itself refuses it first
         ("+synthetic.cloud_fractio=0.1", "synthetic.cloud_fractio"),
     ],

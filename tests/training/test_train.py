@@ -106,6 +106,7 @@ def test_missing_resume_checkpoint_is_a_config_error(train_cfg, tmp_path) -> Non
     [
         ("model.threshold=1.5", "model.threshold"),
         ("model.net.backbone=vgg", "model.net.backbone"),
+        ("model.net.norm=layer", "model.net.norm"),
         ("+model.nope=1", "model.nope"),
         ("loss.pos_weight=-1", "loss.pos_weight"),
         ("loss.gamma=-2", "loss.gamma"),

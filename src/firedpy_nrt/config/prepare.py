@@ -76,6 +76,9 @@ class SyntheticConfig:
     #: Mean fraction under thin haze the cloud mask misses: dNBR damped and noisier, not NaN.
     haze_fraction: float = 0.1
     disturbance_fraction: float = 0.05  # harvested fields: coherence and dNBR rise, not burned
+    #: Each fire scales lum_burn_db, coh_burn_rise, moisture_db, coh_noise and dnbr_noise by its
+    #: own U(1 - v, 1 + v): one population of strong and faint burns, wet and dry dates.
+    fire_variation: float = 0.0
     other_crs_fraction: float = 0.3  # fires whose dNBR lies in the neighbouring UTM zone
     nodata_edge: float = 0.15  # largest fraction of a SAR scene beyond the swath edge
     start_date: str = "2021-06-01"  # fires ignite within 90 days after it
@@ -96,6 +99,7 @@ class SyntheticConfig:
         require(self.looks >= 1.0, "looks", "must be >= 1")
         require(0.0 <= self.size_jitter <= 0.5, "size_jitter", "must be between 0 and 0.5")
         require(self.moisture_db >= 0, "moisture_db", "must be >= 0")
+        require(0.0 <= self.fire_variation <= 0.9, "fire_variation", "must be between 0 and 0.9")
         for key in ("brightening_fraction", "haze_fraction"):
             require(0.0 <= getattr(self, key) <= 0.5, key, "must be between 0 and 0.5")
         for key in ("coh_noise", "dnbr_noise"):

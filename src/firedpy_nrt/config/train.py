@@ -16,6 +16,8 @@ BACKBONES = ("resnet50", "resnet101", "mobilenet_v3_large")
 #: resolution), or DeepLabV3+'s light decoder with a skip connection from stride 4, which keeps
 #: burn-scar edges where the plain head draws blobs (models/networks.py builds both).
 DECODERS = ("deeplabv3", "deeplabv3plus")
+#: Normalisation layers of the whole network: torchvision's BatchNorm, or GroupNorm in its place
+NORMS = ("batch", "group")
 #: torchvision's ASPP: its width and dilation rates (the defaults of model.net.aspp_channels and
 #: model.net.atrous_rates; with them the head is torchvision's own)
 TORCHVISION_ASPP_CHANNELS = 256
@@ -33,6 +35,9 @@ class NetConfig:
     weights_backbone: str | None = None  # torchvision weights name, read from the local cache only
     weights_path: str | None = None  # a local weights file
     bn_momentum: float | None = 0.1  # BatchNorm running-stat momentum; null keeps torchvision's
+    #: ``batch`` (torchvision's BatchNorm) or ``group`` (GroupNorm: each chip normalised on its
+    #: own, the same in training and evaluation, whatever the batch size)
+    norm: str = "batch"
     #: ``deeplabv3`` (torchvision's head) or ``deeplabv3plus`` (a light decoder with a skip
     #: connection from stride 4: sharper edges)
     decoder: str = "deeplabv3"
@@ -59,6 +64,11 @@ class NetConfig:
             self.decoder in DECODERS,
             "decoder",
             f"unknown decoder {self.decoder!r} (choose from: {', '.join(DECODERS)})",
+        )
+        require(
+            self.norm in NORMS,
+            "norm",
+            f"unknown norm {self.norm!r} (choose from: {', '.join(NORMS)})",
         )
         require(
             self.bn_momentum is None or 0 < self.bn_momentum <= 1,

@@ -29,6 +29,7 @@ from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
 
 from firedpy_nrt.config.train import (
     DECODERS,
+    NORMS,
     TORCHVISION_ASPP_CHANNELS,
     TORCHVISION_ATROUS_RATES,
 )
@@ -93,6 +94,31 @@ class DeepLabV3Plus(nn.Module):
         y = self.fuse(torch.cat([y, self.low(low)], dim=1))
         out = F.interpolate(self.classifier(y), size=size, mode="bilinear", align_corners=False)
         return {"out": out}
+
+
+def group_count(channels: int) -> int:
+    """GroupNorm groups for ``channels``: 32 (Wu & He, 2018) or the largest of 16, 8, 4, 2, 1
+    that divides them (MobileNetV3 has 24- and 40-channel layers)."""
+    return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+
+
+def batch_to_group_norm(model: nn.Module) -> nn.Module:
+    """Every BatchNorm2d of ``model`` replaced by a GroupNorm over the same channels, keeping
+    its affine weight and bias (loaded pretrained values carry over; the running statistics
+    have no counterpart and go). GroupNorm normalises each sample over its own channels and
+    pixels, so a chip is treated the same in training and in evaluation, in a batch of 1 or 64."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            c = child.num_features
+            gn = nn.GroupNorm(group_count(c), c, eps=child.eps, affine=child.affine)
+            if child.affine:
+                with torch.no_grad():
+                    gn.weight.copy_(child.weight)
+                    gn.bias.copy_(child.bias)
+            setattr(model, name, gn)
+        else:
+            batch_to_group_norm(child)
+    return model
 
 
 def aspp_width(aspp: ASPP) -> int:
@@ -209,6 +235,7 @@ def build_deeplabv3(
     decoder: str = "deeplabv3",
     aspp_channels: int = TORCHVISION_ASPP_CHANNELS,
     atrous_rates: list[int] | tuple[int, ...] = TORCHVISION_ATROUS_RATES,
+    norm: str = "batch",
 ) -> nn.Module:
     """A torchvision DeepLabV3 with one output logit and ``in_channels`` inputs; with
     ``decoder="deeplabv3plus"`` its backbone and ASPP under DeepLabV3+'s decoder.
@@ -216,6 +243,9 @@ def build_deeplabv3(
     ``bn_momentum`` sets every BatchNorm's running-statistics momentum (torchvision's
     MobileNetV3 uses 0.01, meant for long ImageNet runs: after a few hundred steps its running
     statistics are still near their initial values and evaluation collapses); None keeps them.
+
+    ``norm="group"`` puts GroupNorm where torchvision has BatchNorm (:func:`batch_to_group_norm`),
+    after any weights are loaded.
     """
     if backbone not in BACKBONES:
         raise ConfigError(
@@ -226,6 +256,10 @@ def build_deeplabv3(
         raise ConfigError(
             f"config key 'model.net.decoder': unknown decoder {decoder!r} "
             f"(choose from: {', '.join(DECODERS)})"
+        )
+    if norm not in NORMS:
+        raise ConfigError(
+            f"config key 'model.net.norm': unknown norm {norm!r} (choose from: {', '.join(NORMS)})"
         )
     builder, _ = BACKBONES[backbone]
     weights = _weights_enum(backbone, weights_backbone) if weights_backbone else None
@@ -269,6 +303,8 @@ def build_deeplabv3(
             first_weight = candidate
     pretrained = weights is not None or bool(weights_path)
     _adapt_first_conv(model, in_channels, first_weight, pretrained)
+    if norm == "group":
+        return batch_to_group_norm(model)
     if bn_momentum is not None:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):

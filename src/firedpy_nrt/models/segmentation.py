@@ -130,6 +130,7 @@ class SegmentationModule(LightningModule):
             decoder=net.get("decoder") or "deeplabv3",
             aspp_channels=int(net["aspp_channels"]),  # NetConfig's defaults fill older hparams
             atrous_rates=list(net["atrous_rates"]),
+            norm=net["norm"],
         )
         if self.hparams.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)

@@ -199,6 +199,20 @@ class _Fire:
         self._swath()
         self._scar()
         self._disturbances()
+        self._physics(index)
+
+    def _physics(self, index: int) -> None:
+        """This fire's burn response, moisture and noise: the population's values, each scaled
+        by its own U(1 - v, 1 + v) with v = ``fire_variation``, so that one population holds
+        strong and faint burns, wet and dry dates, clean and noisy products. Drawn from a stream
+        of their own, so that everything else about the fires is the same whatever v is."""
+        cfg, v = self.cfg, self.cfg.fire_variation
+        keys = ("lum_burn_db", "coh_burn_rise", "moisture_db", "coh_noise", "dnbr_noise")
+        own = np.random.default_rng(np.random.SeedSequence([cfg.seed, index, 1]))
+        scale = own.uniform(1.0 - v, 1.0 + v, len(keys))
+        self.physics = {
+            key: getattr(cfg, key) * float(f) for key, f in zip(keys, scale, strict=True)
+        }
 
     # -- where and on which grid
     def _place(self, other_crs: bool) -> None:
@@ -366,7 +380,7 @@ class _Fire:
     # -- observations
     def sar_pair(self, d1: date, d2: date) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(luminance change dB, coherence change, label) on the SAR grid for one date pair."""
-        rng, cfg = self.rng, self.cfg
+        rng, cfg, phys = self.rng, self.cfg, self.physics
         n = self.size
         k = _TRUTH
         burned = self.burned_by(d2) & ~self.burned_by(d1 - timedelta(days=1))
@@ -377,19 +391,19 @@ class _Fire:
         looks = cfg.looks
         speckle = 10.0 * np.log10(rng.gamma(looks, 1.0 / looks, (2, n, n)))
         lum = (
-            cfg.moisture_db * smooth_noise(rng, (n, n), n / 10)  # soil moisture, rain
-            + frac * cfg.lum_burn_db * (0.6 + 0.8 * sev) * response
+            phys["moisture_db"] * smooth_noise(rng, (n, n), n / 10)  # soil moisture, rain
+            + frac * phys["lum_burn_db"] * (0.6 + 0.8 * sev) * response
             + _block_mean(self.harvest_lum, k)
             + water * rng.normal(0.0, 3.0, (n, n))  # wind on water
             + speckle[1]
             - speckle[0]
         )
         coh = (
-            frac * cfg.coh_burn_rise * (0.7 + 0.6 * sev)
+            frac * phys["coh_burn_rise"] * (0.7 + 0.6 * sev)
             + _block_mean(self.harvest_coh, k)
             + 0.06 * smooth_noise(rng, (n, n), n / 8)  # wind in vegetation
             + water * rng.normal(0.0, 0.3, (n, n))
-            + rng.normal(0.0, cfg.coh_noise, (n, n))
+            + rng.normal(0.0, phys["coh_noise"], (n, n))
         )
         coh = np.clip(coh, -1.0, 1.0)
         valid = self._valid(self.sar, jitter=float(rng.normal(0.0, 0.01)))
@@ -416,14 +430,14 @@ class _Fire:
         self, t1: date, t2: date, res: float, cloud: float
     ) -> tuple[np.ndarray, RasterGrid, float]:
         """dNBR of a (pre t1, post t2) product on its grid, with clouds as NaN."""
-        rng, cfg = self.rng, self.cfg
+        rng, cfg, noise = self.rng, self.cfg, self.physics["dnbr_noise"]
         burned = self.burned_by(t2) & ~self.burned_by(t1)
         truth = np.where(burned, self.dnbr_burn, self.harvest_dnbr).astype(np.float32)
         truth[self.water] = 0.0
         grid = self.dnbr_grid(res)
         out = self._truth_on(truth, grid, fill=np.nan)
         shape = out.shape
-        out += rng.normal(0.0, cfg.dnbr_noise, shape).astype(np.float32)
+        out += rng.normal(0.0, noise, shape).astype(np.float32)
         water = self.water_on(grid)
         out[water] += rng.normal(0.0, 0.05, int(water.sum())).astype(np.float32)
         clouds = np.zeros(shape, bool)
@@ -437,7 +451,7 @@ class _Fire:
             haze_field = smooth_noise(rng, shape, 2000.0 / res / 2.5)
             haze = (haze_field > np.quantile(haze_field, 1.0 - min(haze_share, 0.9))) & ~clouds
             damp = rng.uniform(0.15, 0.5)
-            out[haze] = out[haze] * damp + rng.normal(0.0, 2 * cfg.dnbr_noise, int(haze.sum()))
+            out[haze] = out[haze] * damp + rng.normal(0.0, 2 * noise, int(haze.sum()))
         out[clouds] = np.nan
         covered = np.isfinite(out).sum() + clouds.sum()
         return out, grid, float(clouds.sum() / max(covered, 1))

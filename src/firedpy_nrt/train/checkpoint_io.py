@@ -36,7 +36,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except (OSError, RuntimeError) as exc:
             remove(tmp)
             kept = "the previous one is kept" if path.exists() else "nothing was written"
-            raise DataError(f"cannot save checkpoint {path}: {_reason(exc, path)}; {kept}") from None
+            raise DataError(
+                f"cannot save checkpoint {path}: {_reason(exc, path)}; {kept}"
+            ) from None
         finally:
             remove(tmp)
 
