@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from firedpy_nrt.errors import ConfigError
-from firedpy_nrt.models.networks import build_deeplabv3, first_conv_slot
+from firedpy_nrt.models.networks import build_deeplabv3, first_conv_slot, group_count
 
 
 def _conv(model):
@@ -168,7 +168,10 @@ def test_group_norm_treats_each_chip_alone_in_training_and_evaluation(decoder: s
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     groups = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert len(groups) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in batch.modules())
-    assert all(g.num_channels % g.num_groups == 0 and g.num_groups > 1 for g in groups)
+    # at least 8 channels a group, so a chip's mean level is not normalised away at the stem
+    assert all(g.num_channels % g.num_groups == 0 for g in groups)
+    assert all(g.num_channels // g.num_groups >= 8 and g.num_groups > 1 for g in groups)
+    assert [group_count(c) for c in (16, 24, 40, 72, 128, 960, 7)] == [2, 2, 4, 8, 16, 32, 1]
     x = torch.randn(4, 6, 64, 64)
     x[1:] = x[1:] * 3.0 + 2.0  # batch-mates of another brightness
 
