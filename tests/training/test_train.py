@@ -112,6 +112,9 @@ def test_missing_resume_checkpoint_is_a_config_error(train_cfg, tmp_path) -> Non
         ("loss.gamma=-2", "loss.gamma"),
         ("optimizer.lr=0", "optimizer.lr"),
         ("+optimizer.betas_typo=1", "optimizer.betas_typo"),
+        # targets that check() builds: the misspelt key is named, not the target's TypeError
+        ("+loss.typo=1", "loss.typo"),
+        ("+scheduler.typo=1", "scheduler.typo"),
         ("trainer.precision=8", "trainer.precision"),
         ("+trainer.max_epoch=3", "trainer.max_epoch"),
         ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches"),

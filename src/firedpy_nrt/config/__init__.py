@@ -2,8 +2,8 @@
 
 ``validate(cfg, Schema)`` merges the composed Hydra config onto the dataclass schema, so an
 unknown key or a value of the wrong type fails with the key's full name; then it builds the
-dataclasses and calls each one's ``check()`` for range rules, and checks every ``_target_``
-node's keys against the target's signature. Every failure is one :class:`ConfigError` line.
+dataclasses, checks every ``_target_`` node's keys against the target's signature, and calls
+each dataclass's ``check()`` for range rules. Every failure is one :class:`ConfigError` line.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import inspect
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -55,7 +56,7 @@ def _join(prefix: str, key: Any) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 
 
-def check_target_keys(node: dict, prefix: str) -> None:
+def _check_target(node: dict, prefix: str) -> None:
     """The ``_target_`` of ``node`` imports and takes every key of ``node`` (``prefix`` is the
     node's full key); else a :class:`ConfigError` naming the key."""
     target = node["_target_"]
@@ -82,24 +83,36 @@ def check_target_keys(node: dict, prefix: str) -> None:
             )
 
 
-def _walk(obj: Any, prefix: str) -> None:
+def _nodes(obj: Any, prefix: str) -> Iterator[tuple[Any, str]]:
+    """Every dataclass and mapping of the built tree, parents first, with its full key."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        check = getattr(obj, "check", None)
+        yield obj, prefix
+        for f in dataclasses.fields(obj):
+            yield from _nodes(getattr(obj, f.name), _join(prefix, f.name))
+    elif isinstance(obj, dict):
+        yield obj, prefix
+        for key, value in obj.items():
+            yield from _nodes(value, _join(prefix, key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from _nodes(value, f"{prefix}[{i}]")
+
+
+def _walk(built: Any) -> None:
+    """Every ``_target_`` node's keys against its target's signature first, then every schema's
+    ``check()``: a check that builds a target (a loss, a scheduler, a callback) never meets a
+    misspelt key, which is named here as ``loss.typo``, not reported as the target's TypeError."""
+    nodes = list(_nodes(built, ""))
+    for node, prefix in nodes:
+        if isinstance(node, dict) and "_target_" in node:
+            _check_target(node, prefix)
+    for node, prefix in nodes:
+        check = getattr(node, "check", None) if dataclasses.is_dataclass(node) else None
         if callable(check):
             try:
                 check()
             except Invalid as exc:
                 raise exc.as_config_error(prefix) from None
-        for f in dataclasses.fields(obj):
-            _walk(getattr(obj, f.name), _join(prefix, f.name))
-    elif isinstance(obj, dict):
-        if "_target_" in obj:
-            check_target_keys(obj, prefix)
-        for key, value in obj.items():
-            _walk(value, _join(prefix, key))
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            _walk(value, f"{prefix}[{i}]")
 
 
 def _unknown_key(node: Any, schema: type, prefix: str) -> str | None:
@@ -143,5 +156,5 @@ def validate(cfg: DictConfig, schema: type) -> Any:
         key = getattr(exc, "full_key", None) or "?"
         msg = str(getattr(exc, "msg", None) or exc).splitlines()[0]
         raise ConfigError(f"config key '{key}': {msg}") from None
-    _walk(built, "")
+    _walk(built)
     return built

@@ -7,7 +7,7 @@ from typing import Any
 
 from hydra.utils import get_method
 
-from firedpy_nrt.config import Invalid, check_target_keys, require, require_plain_name
+from firedpy_nrt.config import Invalid, require, require_plain_name
 from firedpy_nrt.config.data import DataConfig
 from firedpy_nrt.config.paths import PathsConfig
 
@@ -143,7 +143,6 @@ def _check_callbacks(nodes: Any) -> None:
         built = _check_partial(node, f"callbacks.{name}")
         if built is None:
             continue
-        check_target_keys(node, f"callbacks.{name}")  # a misspelt key named before it is built
         target, kwargs = built
         try:
             target(**kwargs)
