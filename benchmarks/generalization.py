@@ -204,6 +204,13 @@ def main() -> None:
         help="change every scored population further (e.g. --shift synthetic.seed=77)",
     )
     ap.add_argument(
+        "--predict",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a predict.py override for every population (e.g. --predict tta=none)",
+    )
+    ap.add_argument(
         "--skip-training", action="store_true", help="score the newest run in --work again"
     )
     ap.add_argument("train_overrides", nargs="*", help="more train.py overrides (after --)")
@@ -297,6 +304,7 @@ def _score(
             f"paths.data_dir={b}",
             *common,
             "task_name=generalization-predict",
+            *args.predict,
         ],
         work / f"predict_{b_name}.log",
     )

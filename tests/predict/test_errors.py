@@ -121,6 +121,7 @@ def test_splits(tmp_path, setup, predict_cfg) -> None:
     ("override", "key"),
     [
         ("blend=cubic", "blend"),
+        ("tta=rot", "tta"),
         ("overlap=64", "overlap"),
         ("tile_size=8", "tile_size"),
         ("threshold=1.5", "threshold"),

@@ -80,6 +80,52 @@ def test_grid_values_and_nodata_equal_the_input(tmp_path, scene_factory, predict
     assert not list(out.glob("*.tmp")) and not (out / ".partial").exists()
 
 
+@pytest.mark.parametrize("tta", ["flip", "d4"])
+def test_test_time_views_are_mapped_back_to_the_tile(tmp_path, scene_factory, predict_cfg, tta):
+    """A per-pixel model sees the same pixel in every mirrored or turned view: averaged over
+    the views after each is turned back, its map is exactly the map without them (a view left
+    turned would move a pixel's value elsewhere), on scenes that are not square."""
+    scenes = [scene_factory(h, w, fire=str(1000 + i), seed=i) for i, (h, w) in enumerate(SIZES)]
+    csv_path = write_match_csv(tmp_path / "data/match.csv", scenes)
+    ckpt = save_checkpoint(tmp_path / "lum.ckpt", LumModule(threshold=0.5))
+    predict(predict_cfg(ckpt, csv_path, f"tta={tta}"))
+    for s in scenes:
+        prob, _, _, meta = _read_h5(tmp_path / "out" / f"{s.lum_change.stem}_pred.h5")
+        ok = ~np.isnan(s.lum)
+        np.testing.assert_allclose(prob[ok], _sigmoid(s.lum)[ok], rtol=0, atol=1e-6)
+        assert meta["tta"] == tta
+
+
+def test_test_time_augmentation_averages_the_views_of_an_oriented_model() -> None:
+    """A model that is not symmetric (its logit grows along the columns and down the rows) is
+    averaged over the views: mirrored left-right, its ramp runs the other way, so the flip
+    average is flat along the rows and columns, unlike the model's own map."""
+    from firedpy_nrt.predict.predictor import TilePredictor
+
+    class Ramp(torch.nn.Module):
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            h, w = image.shape[-2:]
+            ramp = torch.arange(w, dtype=torch.float32) + 10 * torch.arange(h)[:, None]
+            return (image[:, :1] * 0 + ramp / 100.0).expand(image.shape[0], 1, h, w)
+
+    image = torch.zeros(2, 3, 6, 8)
+    plain = TilePredictor(Ramp())(image)
+    flip = TilePredictor(Ramp(), "flip")(image)
+    ramp = torch.arange(8.0) + 10 * torch.arange(6.0)[:, None]
+    views = [ramp, ramp.flip(-1), ramp.flip(-2), ramp.flip(-1).flip(-2)]
+    expected = torch.stack([torch.sigmoid(v / 100.0) for v in views]).mean(0)
+    torch.testing.assert_close(flip, expected.expand(2, 6, 8))
+    assert not torch.allclose(plain, flip)
+    # the four corners see the same mix of views, unlike the plain map's
+    corners = flip[0, [0, 0, -1, -1], [0, -1, 0, -1]]
+    torch.testing.assert_close(corners, corners[:1].expand(4))
+    square = torch.zeros(1, 3, 8, 8)
+    d4 = TilePredictor(Ramp(), "d4")(square)
+    torch.testing.assert_close(d4[0], d4[0].T)  # the quarter turns make it symmetric too
+    with pytest.raises(ValueError, match="unknown tta 'rot'"):
+        TilePredictor(Ramp(), "rot")
+
+
 @pytest.mark.parametrize("blend", ["linear", "gaussian"])
 def test_constant_model_gives_a_constant_map(tmp_path, scene_factory, predict_cfg, blend) -> None:
     s = scene_factory(150, 97)

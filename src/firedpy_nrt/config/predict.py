@@ -8,6 +8,7 @@ from typing import Any
 from firedpy_nrt.config import require, require_plain_name
 from firedpy_nrt.config.paths import PathsConfig
 from firedpy_nrt.config.train import PRECISIONS
+from firedpy_nrt.predict.predictor import TTA_VIEWS
 
 SPLITS = ("test", "all")
 BLENDS = ("linear", "gaussian")
@@ -83,6 +84,8 @@ class PredictConfig:
     tile_size: int | None = None
     overlap: int | None = None  # pixels shared by neighbouring tiles; null: half the tile
     blend: str = "gaussian"  # gaussian | linear weights where tiles overlap
+    #: test-time augmentation: none | flip (4 mirrored views averaged, 4x the compute) | d4 (8)
+    tta: str = "none"
     threshold: float | None = None  # burned where probability > this; null: the checkpoint's
     batch_size: int = 4
     overwrite: bool = False  # never replace existing outputs unless true
@@ -102,6 +105,11 @@ class PredictConfig:
             self.blend in BLENDS,
             "blend",
             f"must be one of {', '.join(BLENDS)} (got {self.blend!r})",
+        )
+        require(
+            self.tta in TTA_VIEWS,
+            "tta",
+            f"must be one of {', '.join(TTA_VIEWS)} (got {self.tta!r})",
         )
         require(
             self.tile_size is None or self.tile_size >= 16,

@@ -121,6 +121,7 @@ def build_scenes(
             "tile_size": cfg.tile_size,
             "overlap": cfg.overlap,
             "blend": cfg.blend,
+            "tta": cfg.tta,
             "firedpy_nrt_version": firedpy_nrt.__version__,
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -170,12 +171,13 @@ def _predict(
         raise exc.as_config_error() from None
     conf = replace(conf, tile_size=tile_size, overlap=overlap)
     log.info(
-        "checkpoint %s (threshold %g; tiles of %d px overlapping by %d%s)",
+        "checkpoint %s (threshold %g; tiles of %d px overlapping by %d%s%s)",
         ckpt_path,
         threshold,
         tile_size,
         overlap,
         ", its training chips'" if info.chip_size == tile_size else "",
+        "" if conf.tta == "none" else f"; test-time views: {conf.tta}",
     )
 
     csv = _match_csv(conf, ckpt_path)
@@ -190,7 +192,7 @@ def _predict(
     )
 
     _check_channel_names(info)
-    predictor = TilePredictor(load_module(ckpt_path, conf.module_class))
+    predictor = TilePredictor(load_module(ckpt_path, conf.module_class), conf.tta)
     check_channels(predictor, CHANNELS, min(conf.tile_size, 64), ckpt_path)
 
     writable_dir(output_dir, "output_dir")  # the last check: nothing is created before it
