@@ -219,3 +219,74 @@ def test_moisture_adds_a_smooth_field_to_the_luminance_change_only():
         assert float(size.max()) < 5 * 2.0
     with pytest.raises(ValueError, match="moisture_db"):
         BatchAugment(channels=CHANNELS, moisture_db=-0.5)
+
+
+def _blocks(b: int = 32, size: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label-coded chips of 8 px blocks (so resampling moves only block edges): channel 0 is
+    +1 / -1 where the label is 1 / 0, channel 2 (dNBR) 10 / 0, the left 8 columns nodata
+    (NaN in every layer, label 255)."""
+    g = torch.Generator().manual_seed(5)
+    cells = (torch.rand(b, size // 8, size // 8, generator=g) > 0.5).to(torch.uint8)
+    label = cells.repeat_interleave(8, 1).repeat_interleave(8, 2)
+    lab = label.float()
+    image = torch.stack([lab * 2 - 1, torch.full_like(lab, 0.5), lab * 10], dim=1)
+    image[:, :, :, :8] = float("nan")
+    label[:, :, :8] = 255
+    return image, label
+
+
+def test_zoom_keeps_image_label_and_nodata_aligned():
+    """``scale=1``: zoom factors from 1/2 to 2. A zoom in enlarges a crop, a zoom out shrinks
+    the chip into nodata; either way the label still follows the image (up to the resampled
+    block edges), nodata stays label 255 and is never filled with values, and the values are
+    the chip's own (no bleeding of NaN or of the fill into them)."""
+    image, label = _blocks()
+    aug = BatchAugment(hflip=False, vflip=False, rot90=False, channels=CHANNELS, scale=1.0,
+                       scale_p=1.0).train()
+    torch.manual_seed(0)
+    out, out_label = aug(image, label)
+    assert out.shape == image.shape and out_label.dtype == torch.uint8
+    assert set(out_label.unique().tolist()) <= {0, 1, 255}
+    labelled = out_label != 255
+    agree = ((out[:, 0] > 0) == (out_label == 1))[labelled].float().mean()
+    assert float(agree) > 0.97
+    # nodata: a labelled pixel has data, a pixel without data is not labelled (to the edges)
+    finite = torch.isfinite(out[:, 0])
+    assert float((labelled & ~finite).float().mean()) < 0.01
+    assert float((finite & ~labelled).float().mean()) < 0.01
+    assert torch.equal(finite, torch.isfinite(out[:, 1]))
+    ok = out[:, 1][finite]
+    torch.testing.assert_close(ok, torch.full_like(ok, 0.5))  # constant stays constant
+    values = out[:, 2][finite]
+    assert float(values.min()) >= 0 and float(values.max()) <= 10 + 1e-4
+    # both ways: some chips keep a nodata frame on every side (zoomed out), some none
+    empty = ~labelled
+    framed = empty[:, 0].all(-1) | empty[:, -1].all(-1) | empty[:, :, -1].all(-1)
+    assert 0 < int(framed.sum()) < image.shape[0]
+    assert int((~empty[:, :, 0].all(-1)).sum()) > 0  # a crop that left the nodata columns out
+    # inputs untouched
+    assert torch.isnan(image[:, :, :, :8]).all() and (label[:, :, :8] == 255).all()
+
+
+def test_zoom_factors_are_log_uniform_and_off_in_eval():
+    """The labelled share of a wholly labelled chip shrinks by f**2 for f < 1 and stays whole
+    for f >= 1; half the chips are zoomed in, half out, down to half the size."""
+    b, size = 400, 32
+    image = torch.ones(b, 3, size, size)
+    label = torch.ones(b, size, size, dtype=torch.uint8)
+    aug = BatchAugment(hflip=False, vflip=False, rot90=False, channels=CHANNELS, scale=1.0,
+                       scale_p=1.0)
+    assert aug.eval()(image, label)[0] is image
+    torch.manual_seed(1)
+    _, out_label = aug.train()(image, label)
+    share = (out_label == 1).float().mean(dim=(-2, -1))
+    shrunk = share < 1
+    assert abs(float(shrunk.float().mean()) - 0.5) < 0.08
+    assert float(share.min()) >= (16 / 32) ** 2 - 1e-6 and float(share[shrunk].max()) < 1
+    half = BatchAugment(channels=CHANNELS, scale=1.0, scale_p=0.0, hflip=False, vflip=False,
+                        rot90=False)
+    assert not half.enabled
+    with pytest.raises(ValueError, match="scale"):
+        BatchAugment(channels=CHANNELS, scale=-0.5)
+    with pytest.raises(ValueError, match="scale_p"):
+        BatchAugment(channels=CHANNELS, scale=0.5, scale_p=2.0)

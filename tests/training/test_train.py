@@ -120,6 +120,8 @@ def test_missing_resume_checkpoint_is_a_config_error(train_cfg, tmp_path) -> Non
         ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches"),
         ("+callbacks.early_stopping.patiense=2", "callbacks.early_stopping.patiense"),
         ("seed=-1", "seed"),
+        ("data.augment.scale=-0.5", "data.augment.scale"),
+        ("data.augment.scale_p=2", "data.augment.scale_p"),
     ],
 )
 def test_bad_config_values_are_one_line_errors_naming_the_key(train_cfg, override, key) -> None:

@@ -81,10 +81,15 @@ class AugmentConfig:
     #: a smooth random field of U(0, m) dB added to the luminance change (soil moisture, rain)
     moisture_db: float = 0.0
     noise_std: float = 0.0  # Gaussian noise, in units of each sample's channel std
+    #: zoom a sample by (1 + z) ** U(-1, 1) with probability scale_p: burns and fields of other
+    #: sizes than the training scenes' (> 1: a crop enlarged; < 1: the chip shrunk, nodata around)
+    scale: float = 0.0
+    scale_p: float = 0.5
 
     def check(self) -> None:
         require(0.0 <= self.p <= 1.0, "p", f"must be in [0, 1] (got {self.p})")
-        for key in ("dnbr_drop_p", "dnbr_blank_p", "lum_sign_p"):
+        require(0.0 <= self.scale <= 3.0, "scale", f"must be in [0, 3] (got {self.scale})")
+        for key in ("dnbr_drop_p", "dnbr_blank_p", "lum_sign_p", "scale_p"):
             value = getattr(self, key)
             require(0.0 <= value <= 1.0, key, f"must be in [0, 1] (got {value})")
         for key in ("sar_gain", "sar_offset", "moisture_db", "noise_std"):

@@ -5,8 +5,8 @@ normalised value channels with nodata filled by 0 (the mean) and C validity chan
 layer has data), so the model sees where dNBR is cloudy and can still map burned area from SAR
 there. Its ``mean``/``std`` are buffers, saved in checkpoints and reused by prediction.
 
-:class:`BatchAugment` draws flips and 90-degree rotations per sample and applies the same one to
-image and label, then photometric changes that teach the model to map without the optical layer
+:class:`BatchAugment` draws a zoom, flips and 90-degree rotations per sample and applies the same
+one to image and label, and photometric changes that teach the model to map without the optical layer
 and across SAR responses: dNBR blanked in a random rectangle or entirely (NaN, so its validity
 channel says so), per-sample SAR gain, offset and sign, a smooth moisture field on the luminance
 change, and noise. Photometric changes touch finite values only (nodata stays nodata) and never
@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from firedpy_nrt.data.raster import IGNORE
 
 #: A std below this is treated as 1 (a constant channel), so normalising never divides by ~0.
 MIN_STD = 1e-6
@@ -93,7 +95,13 @@ class BatchAugment(nn.Module):
 
     ``hflip``/``vflip`` flip a sample with probability ``p``; ``rot90`` rotates it by k * 90
     degrees with k uniform in 0..3 (only 0 or 180 degrees for non-square chips, which keeps the
-    shape). Active in training mode only (``module.train()``); eval mode returns its inputs.
+    shape). With probability ``scale_p`` a sample is zoomed by ``(1 + scale) ** U(-1, 1)``
+    (log-uniform) before the photometric changes, so noise and moisture stay at the native pixel
+    scale: a zoom in enlarges a random crop to the chip (image bilinear, label nearest); a zoom
+    out shrinks the chip (area average) into a random place of a nodata chip (NaN, label 255).
+    Nodata is resampled as a weight, so it never bleeds into values: a pixel is valid where most
+    of what it was resampled from was. Active in training mode only (``module.train()``); eval
+    mode returns its inputs.
     """
 
     def __init__(
@@ -111,16 +119,26 @@ class BatchAugment(nn.Module):
         lum_sign_p: float = 0.0,
         moisture_db: float = 0.0,
         noise_std: float = 0.0,
+        scale: float = 0.0,
+        scale_p: float = 0.5,
     ) -> None:
         super().__init__()
         for name, value in (
-            ("p", p), ("dnbr_drop_p", dnbr_drop_p), ("dnbr_blank_p", dnbr_blank_p),
+            ("p", p),
+            ("dnbr_drop_p", dnbr_drop_p),
+            ("dnbr_blank_p", dnbr_blank_p),
             ("lum_sign_p", lum_sign_p),
+            ("scale_p", scale_p),
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        for name, value in (("sar_gain", sar_gain), ("sar_offset", sar_offset),
-                            ("moisture_db", moisture_db), ("noise_std", noise_std)):
+        for name, value in (
+            ("sar_gain", sar_gain),
+            ("sar_offset", sar_offset),
+            ("moisture_db", moisture_db),
+            ("noise_std", noise_std),
+            ("scale", scale),
+        ):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         self.hflip, self.vflip, self.rot90, self.p = bool(hflip), bool(vflip), bool(rot90), float(p)
@@ -132,6 +150,7 @@ class BatchAugment(nn.Module):
         self.sar_gain, self.sar_offset = float(sar_gain), float(sar_offset)
         self.lum_sign_p, self.noise_std = float(lum_sign_p), float(noise_std)
         self.moisture_db = float(moisture_db)
+        self.scale, self.scale_p = float(scale), float(scale_p)
 
     @classmethod
     def from_config(cls, cfg: Any, channels: Sequence[str] = ()) -> BatchAugment:
@@ -151,11 +170,17 @@ class BatchAugment(nn.Module):
             lum_sign_p=get("lum_sign_p", 0.0),
             moisture_db=get("moisture_db", 0.0),
             noise_std=get("noise_std", 0.0),
+            scale=get("scale", 0.0),
+            scale_p=get("scale_p", 0.5),
         )
 
     @property
     def geometric(self) -> bool:
         return self.p > 0 and (self.hflip or self.vflip or self.rot90)
+
+    @property
+    def zoom(self) -> bool:
+        return self.scale > 0 and self.scale_p > 0
 
     @property
     def photometric(self) -> bool:
@@ -166,7 +191,7 @@ class BatchAugment(nn.Module):
 
     @property
     def enabled(self) -> bool:
-        return self.geometric or self.photometric
+        return self.geometric or self.photometric or self.zoom
 
     def forward(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
         if not self.training or not self.enabled:
@@ -184,6 +209,8 @@ class BatchAugment(nn.Module):
         b, square = image.shape[0], image.shape[-1] == image.shape[-2]
         # Draw on the CPU (the global generator seeded by Lightning) and index on the device.
         image, label = image.clone(), label.clone()
+        if self.zoom:
+            image, label = self._zoom(image, label)
         if self.photometric:
             image = self._photometric(image)
         if not self.geometric:
@@ -206,6 +233,32 @@ class BatchAugment(nn.Module):
                 )
         return image, label
 
+    def _zoom(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+        b, _, h, w = image.shape
+        factors = (1.0 + self.scale) ** (torch.rand(b) * 2 - 1)
+        picked = (torch.rand(b) < self.scale_p).tolist()
+        where = torch.rand(b, 2).tolist()  # the crop's or the shrunk chip's place
+        for i in range(b):
+            f = float(factors[i])
+            if not picked[i]:
+                continue
+            if f >= 1.0:  # enlarge a crop of h / f x w / f to the chip
+                ch, cw = max(1, round(h / f)), max(1, round(w / f))
+                r0, c0 = round(where[i][0] * (h - ch)), round(where[i][1] * (w - cw))
+                image[i] = _resample(image[i, :, r0 : r0 + ch, c0 : c0 + cw], (h, w), "bilinear")
+                label[i] = _nearest(label[i, r0 : r0 + ch, c0 : c0 + cw], (h, w))
+            else:  # shrink the chip to h * f x w * f, nodata around it
+                sh, sw = max(1, round(h * f)), max(1, round(w * f))
+                r0, c0 = round(where[i][0] * (h - sh)), round(where[i][1] * (w - sw))
+                small, small_label = (
+                    _resample(image[i], (sh, sw), "area"),
+                    _nearest(label[i], (sh, sw)),
+                )
+                image[i] = float("nan")
+                label[i] = IGNORE
+                image[i, :, r0 : r0 + sh, c0 : c0 + sw] = small
+                label[i, r0 : r0 + sh, c0 : c0 + sw] = small_label
+        return image, label
 
     def _photometric(self, image: Tensor) -> Tensor:
         b, _, h, w = image.shape
@@ -252,8 +305,10 @@ class BatchAugment(nn.Module):
             r0 = torch.rand(b) * (h - bh)
             c0 = torch.rand(b) * (w - bw)
             inside = (
-                (rows >= r0.view(b, 1, 1)) & (rows < (r0 + bh).view(b, 1, 1))
-                & (cols >= c0.view(b, 1, 1)) & (cols < (c0 + bw).view(b, 1, 1))
+                (rows >= r0.view(b, 1, 1))
+                & (rows < (r0 + bh).view(b, 1, 1))
+                & (cols >= c0.view(b, 1, 1))
+                & (cols < (c0 + bw).view(b, 1, 1))
             )
             hide = (blank.view(b, 1, 1) & inside) | drop.view(b, 1, 1)
             image[:, self.dnbr] = torch.where(hide.to(dev), nan, image[:, self.dnbr])
@@ -268,6 +323,25 @@ class BatchAugment(nn.Module):
         grid = torch.randn(b, 1, cells, cells)
         field = nn.functional.interpolate(grid, size=(h, w), mode="bicubic", align_corners=True)
         return field[:, 0] * (torch.rand(b) * self.moisture_db).view(b, 1, 1)
+
+
+def _resample(image: Tensor, size: tuple[int, int], mode: str) -> Tensor:
+    """``[C, h, w]`` (NaN = nodata) resampled to ``[C, *size]``: values and validity resampled
+    alike, values divided by validity, nodata where less than half the weight was valid."""
+    valid = torch.isfinite(image)
+    filled = torch.where(valid, image, torch.zeros((), dtype=image.dtype, device=image.device))
+    kw = {"align_corners": False} if mode == "bilinear" else {}
+    both = torch.cat([filled, valid.to(image.dtype)])[None]
+    out = nn.functional.interpolate(both, size=size, mode=mode, **kw)[0]
+    values, weight = out[: image.shape[0]], out[image.shape[0] :]
+    nan = torch.tensor(float("nan"), dtype=image.dtype, device=image.device)
+    return torch.where(weight > 0.5, values / weight.clamp(min=1e-6), nan)
+
+
+def _nearest(label: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[h, w]`` labels resampled to ``size`` by the nearest pixel (values kept exactly)."""
+    out = nn.functional.interpolate(label[None, None].float(), size=size, mode="nearest-exact")
+    return out[0, 0].to(label.dtype)
 
 
 def _apply(image: Tensor, label: Tensor, pick: Tensor, op: Any) -> tuple[Tensor, Tensor]:
