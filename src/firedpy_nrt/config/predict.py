@@ -8,10 +8,13 @@ from typing import Any
 from firedpy_nrt.config import require, require_plain_name
 from firedpy_nrt.config.paths import PathsConfig
 from firedpy_nrt.config.train import PRECISIONS
-from firedpy_nrt.predict.predictor import TTA_VIEWS
 
 SPLITS = ("test", "all")
 BLENDS = ("linear", "gaussian")
+#: test-time augmentation: the views each tile is averaged over are
+#: firedpy_nrt.predict.predictor.TTA_VIEWS (kept there, with the model code: this module stays
+#: light, so every entry point's config loads without torch)
+TTAS = ("none", "flip", "d4")
 
 
 @dataclass
@@ -107,9 +110,9 @@ class PredictConfig:
             f"must be one of {', '.join(BLENDS)} (got {self.blend!r})",
         )
         require(
-            self.tta in TTA_VIEWS,
+            self.tta in TTAS,
             "tta",
-            f"must be one of {', '.join(TTA_VIEWS)} (got {self.tta!r})",
+            f"must be one of {', '.join(TTAS)} (got {self.tta!r})",
         )
         require(
             self.tile_size is None or self.tile_size >= 16,

@@ -23,8 +23,9 @@ import torch
 
 from firedpy_nrt.errors import DataError, first_line
 
-#: test-time augmentations: the symmetries of the square whose views are averaged, each as
-#: (quarter turns, mirror the columns), applied as rot90 after the mirror
+#: test-time augmentations (the names predict.py's ``tta`` accepts, config.predict.TTAS): the
+#: symmetries of the square whose views are averaged, each as (quarter turns, mirror the
+#: columns), applied as rot90 after the mirror
 TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
     "none": ((0, False),),
     "flip": ((0, False), (0, True), (2, True), (2, False)),  # identity, h, v, h+v (= half turn)
